@@ -1,0 +1,344 @@
+"""The estimator template shared by the classifier and the regressor.
+
+``fit`` is a template: validate parameters -> validate and convert data ->
+encode targets (subclass hook) -> build the network -> train -> set fitted
+attributes. Subclasses fill small hooks: ``_check_data``, ``_encode_targets``,
+``_loss``, ``_validation_score`` and their own output decoding.
+"""
+
+import os
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_array
+from sklearn.utils.validation import check_is_fitted
+
+from ._data import as_training_input, check_X, compute_dtype, iter_batches, resolve_device, to_tensor
+from ._lbfgs import fit_lbfgs
+from ._network import build_mlp, set_dropout_generator
+from ._params import hidden_dims_tuple, validate_params
+from ._training import TrainConfig, TrainState, fit_loop, restore
+
+
+def _seed_from(random_state):
+    """A 63-bit seed; never draws from numpy's or torch's global RNG."""
+    if random_state is None:
+        return int.from_bytes(os.urandom(8), "little") >> 1
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    return int(random_state)
+
+
+class BaseMLPTorch(BaseEstimator):
+    """Common machinery; use ``MLPTorchClassifier`` or ``MLPTorchRegressor``."""
+
+    def __init__(
+        self,
+        hidden_dims=(100,),
+        *,
+        activation="relu",
+        optimizer="adam",
+        lr=1e-3,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-4,
+        batch_size="auto",
+        max_iter=200,
+        lr_schedule="constant",
+        dropout=0.0,
+        batch_norm=False,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        shuffle=True,
+        device="cpu",
+        dtype=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        callbacks=None,
+    ):
+        self.hidden_dims = hidden_dims
+        self.activation = activation
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.lr_schedule = lr_schedule
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.shuffle = shuffle
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Per-sample weights; each batch's loss is normalised by its weight sum.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, *, incremental, classes=None):
+        validate_params(self)
+        reset = not (hasattr(self, "module_") and (incremental or self.warm_start))
+        X, y = self._check_data(X, y, reset=reset)
+        if X.shape[0] == 0:
+            raise ValueError("Found array with 0 sample(s); at least one is required.")
+        weights = self._sample_weight(sample_weight, X)
+        Y, target_weights = self._encode_targets(y, reset=reset, classes=classes)
+        if target_weights is not None:
+            weights = target_weights if weights is None else weights * target_weights
+        device = resolve_device(self.device)
+        if reset:
+            self._start(X, device)
+        else:
+            self.module_.to(device)
+        dtype = next(self.module_.parameters()).dtype
+        generator = torch.Generator().set_state(self._rng_state)
+        split = self.early_stopping and not incremental and self.optimizer != "lbfgs"
+        train, val = self._split(X, Y, weights, generator, split)
+        data = self._tensors(*train, dtype, device)
+        val_data = self._tensors(*val, dtype, device) if split else None
+        reason = self._train(data, val_data, generator, incremental=incremental)
+        self._rng_state = generator.get_state()
+        self._finish(reason, incremental)
+        return self
+
+    def _check_data(self, X, y, *, reset):
+        raise NotImplementedError
+
+    def _sample_weight(self, sample_weight, X):
+        if sample_weight is None:
+            return None
+        sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
+                                    input_name="sample_weight")
+        if sample_weight.ndim != 1 or sample_weight.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},): "
+                "one weight per sample."
+            )
+        if np.any(sample_weight < 0):
+            raise ValueError("sample_weight must be non-negative; got negative values.")
+        if not np.any(sample_weight > 0):
+            raise ValueError("sample_weight must not be all zero: nothing would be learned.")
+        return sample_weight
+
+    def _start(self, X, device):
+        """A fresh network, generator and training state."""
+        generator = torch.Generator().manual_seed(_seed_from(self.random_state))
+        self._arch = dict(
+            n_inputs=X.shape[1],
+            hidden_dims=hidden_dims_tuple(self.hidden_dims),
+            n_outputs=self.n_outputs_,
+            activation=self.activation,
+            dropout=float(self.dropout),
+            batch_norm=bool(self.batch_norm),
+            dtype=compute_dtype(self.dtype, X),
+        )
+        self.module_ = build_mlp(**self._arch, generator=generator).to(device)
+        self._rng_state = generator.get_state()
+        self._state = TrainState(lr=float(self.lr))
+
+    def _split(self, X, Y, weights, generator, split):
+        if not split:
+            return (X, Y, weights), None
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        idx = np.arange(X.shape[0])
+        stratify = self._stratify(Y)
+        try:
+            tr, va = train_test_split(idx, test_size=self.validation_fraction,
+                                      random_state=seed, stratify=stratify)
+        except ValueError:
+            tr, va = train_test_split(idx, test_size=self.validation_fraction,
+                                      random_state=seed)
+        w = (None, None) if weights is None else (weights[tr], weights[va])
+        return (X[tr], Y[tr], w[0]), (X[va], Y[va], w[1])
+
+    def _stratify(self, Y):
+        return None
+
+    def _tensors(self, X, Y, weights, dtype, device):
+        Y_t = to_tensor(Y, torch.long if Y.dtype.kind in "iu" else dtype, device)
+        W_t = None if weights is None else to_tensor(weights, dtype, device)
+        return as_training_input(X, dtype, device), Y_t, W_t
+
+    def _config(self, n_samples):
+        batch = min(200 if self.batch_size == "auto" else self.batch_size, n_samples)
+        return TrainConfig(
+            optimizer=self.optimizer, lr=float(self.lr), momentum=float(self.momentum),
+            nesterov=bool(self.nesterov), weight_decay=float(self.weight_decay),
+            batch_size=batch, max_iter=self.max_iter, lr_schedule=self.lr_schedule,
+            n_iter_no_change=self.n_iter_no_change, tol=float(self.tol),
+            shuffle=bool(self.shuffle), early_stopping=bool(self.early_stopping),
+            verbose=int(self.verbose),
+        )
+
+    def _train(self, data, val_data, generator, *, incremental):
+        config = self._config(data[1].shape[0])
+        state = self._state
+        if not incremental:
+            # A new fit (also under warm_start) restarts stopping and the optimizer.
+            state.no_improvement, state.best_score = 0, -np.inf
+            state.best_weights, state.optimizer_state = None, None
+            state.lr = config.lr
+            state.best_loss = np.inf
+        callback = self._callback()
+        if config.optimizer == "lbfgs":
+            return fit_lbfgs(self.module_, self._loss(), data, config, state,
+                             callback=callback)
+        val_score = None
+        if val_data is not None:
+            val_score = lambda module: self._validation_score(module, val_data)  # noqa: E731
+        device = data[1].device
+        dropout_gen = generator
+        if device.type != "cpu":
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            dropout_gen = torch.Generator(device).manual_seed(seed)
+        set_dropout_generator(self.module_, dropout_gen)
+        try:
+            return fit_loop(self.module_, self._loss(), data, config, generator, state,
+                            epochs=1 if incremental else config.max_iter,
+                            val_score=val_score, callback=callback,
+                            monitor=not incremental)
+        finally:
+            set_dropout_generator(self.module_, None)
+
+    def _callback(self):
+        if not self.callbacks:
+            return None
+
+        def call(epoch, logs):
+            stop = False
+            for cb in self.callbacks:
+                stop = bool(cb(self, epoch, logs)) or stop
+            return stop
+
+        return call
+
+    @torch.no_grad()
+    def _validation_score(self, module, val_data):
+        X, Y, W = val_data
+        module.eval()
+        out = module(X) if isinstance(X, torch.Tensor) else module(X.take(torch.arange(Y.shape[0])))
+        module.train()
+        return float(self._score_tensor(out, Y, W))
+
+    def _finish(self, reason, incremental):
+        state = self._state
+        if self.early_stopping and not incremental and state.best_weights is not None:
+            restore(self.module_, state.best_weights)
+        state.best_weights = None
+        self.n_iter_ = state.n_iter
+        self.t_ = state.t
+        self.loss_curve_ = list(state.loss_curve)
+        self.best_loss_ = state.best_loss if state.loss_curve else None
+        if self.early_stopping and state.validation_scores:
+            self.validation_scores_ = list(state.validation_scores)
+            self.best_validation_score_ = max(state.validation_scores)
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        self.history_ = [dict(h) for h in state.history]
+        if reason == "diverged":
+            warnings.warn(
+                f"Training diverged at epoch {state.n_iter + 1}: the loss became NaN or "
+                f"infinite. The weights of the last finite epoch were kept. Lower `lr` "
+                f"(now {self.lr}) or scale the inputs (e.g. StandardScaler).",
+                ConvergenceWarning,
+            )
+        elif reason == "max_iter" and not incremental:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
+                "the optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+
+    # -------------------------------------------------------------- predict
+    def _forward(self, X, transform):
+        """Raw network outputs of X, batch by batch, through ``transform``."""
+        check_is_fitted(self, "module_")
+        X = check_X(self, X, reset=False)
+        module = self.module_
+        param = next(module.parameters())
+        out = None
+        start = 0
+        module.eval()
+        with torch.inference_mode():
+            for xb in iter_batches(X, param.dtype, param.device):
+                yb = transform(module(xb)).cpu().numpy()
+                if out is None:
+                    out = np.empty((X.shape[0],) + yb.shape[1:], dtype=yb.dtype)
+                out[start : start + yb.shape[0]] = yb
+                start += yb.shape[0]
+        return out
+
+    # ------------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
+        module = state.pop("module_", None)
+        if module is not None:
+            param = next(module.parameters())
+            state["_module_device"] = str(param.device)
+            state["_module_state"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        if "_state" in state:
+            train_state = state["_state"]
+            state["_state"] = TrainState(**{**train_state.__dict__,
+                                            "optimizer_state": _to_cpu(train_state.optimizer_state),
+                                            "best_weights": None})
+        return state
+
+    def __setstate__(self, state):
+        module_state = state.pop("_module_state", None)
+        device = state.pop("_module_device", "cpu")
+        super().__setstate__(state)
+        if module_state is not None:
+            module = build_mlp(**self._arch, generator=torch.Generator().manual_seed(0))
+            module.load_state_dict(module_state)
+            self.module_ = module.to(_available(device)).eval()
+
+
+def _available(device):
+    """``device`` if this machine has it, else the CPU."""
+    try:
+        return resolve_device(device)
+    except (ValueError, RuntimeError):
+        return torch.device("cpu")
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj

@@ -1,0 +1,119 @@
+"""Data conversion: inputs -> validated arrays -> tensors on the device.
+
+Dense input becomes one tensor (no copy when the array already has the compute
+dtype and is writable). Sparse input stays sparse and is densified one batch
+of rows at a time, in training and in prediction.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils.validation import validate_data
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PREDICT_BATCH_ELEMENTS = 1 << 20  # ~8 MB of float64 input per predict batch
+
+
+def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
+    """``validate_data`` with floats kept as they are and clearer type errors."""
+    try:
+        return validate_data(
+            estimator,
+            X,
+            y,
+            reset=reset,
+            accept_sparse=["csr", "csc"],
+            dtype=(np.float64, np.float32),
+            **kwargs,
+        )
+    except ValueError as exc:
+        text = str(exc)
+        if "could not convert" in text or "Unable to convert" in text or "dtype='numeric'" in text:
+            raise ValueError(
+                f"{text}\nskmlp needs numeric features: encode text or categorical "
+                "columns first, e.g. with sklearn.preprocessing.OneHotEncoder or "
+                "OrdinalEncoder inside a ColumnTransformer."
+            ) from exc
+        raise
+
+
+def compute_dtype(param, X):
+    """The torch compute dtype: ``param`` if set, else float32 only for float32 X."""
+    if param is not None:
+        return TORCH_DTYPES[param]
+    return torch.float32 if X.dtype == np.float32 else torch.float64
+
+
+def resolve_device(device):
+    """``torch.device`` for the ``device`` parameter; unavailable -> ValueError."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= count:
+            raise ValueError(
+                f"device={device!r} is not available on this machine "
+                f"({count} CUDA device(s) found). Use device='cpu' or 'auto', or "
+                "install a CUDA build of torch (see the README)."
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} is not available on this machine. Use device='cpu' or 'auto'."
+        )
+    return dev
+
+
+def to_tensor(array, dtype, device):
+    """A dense numpy array as a tensor of ``dtype`` on ``device``.
+
+    No copy on the CPU when the array already has the dtype, is C-contiguous
+    and writable (read-only arrays such as memmaps are copied: torch cannot
+    wrap them). The tensor is only ever read.
+    """
+    np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+    array = np.asarray(array, dtype=np_dtype)
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, order="C", copy=True)
+    return torch.from_numpy(array).to(device=device)
+
+
+class SparseRows:
+    """A scipy sparse matrix whose rows are densified one batch at a time."""
+
+    def __init__(self, X, dtype, device):
+        self.X = sp.csr_matrix(X)
+        self.shape = self.X.shape
+        self.dtype = dtype
+        self.device = device
+
+    def take(self, idx):
+        rows = idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx
+        return to_tensor(self.X[rows].toarray(), self.dtype, self.device)
+
+    def slice(self, start, stop):
+        return to_tensor(self.X[start:stop].toarray(), self.dtype, self.device)
+
+
+def as_training_input(X, dtype, device):
+    """X for the training loop: one dense tensor, or ``SparseRows``."""
+    if sp.issparse(X):
+        return SparseRows(X, dtype, device)
+    return to_tensor(X, dtype, device)
+
+
+def iter_batches(X, dtype, device):
+    """Yield ``X`` as tensors of a bounded number of elements (for predict)."""
+    n, d = X.shape
+    rows = max(1, PREDICT_BATCH_ELEMENTS // max(d, 1))
+    sparse = SparseRows(X, dtype, device) if sp.issparse(X) else None
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        if sparse is not None:
+            yield sparse.slice(start, stop)
+        else:
+            yield to_tensor(X[start:stop], dtype, device)
