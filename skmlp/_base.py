@@ -17,10 +17,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import as_training_input, check_X, compute_dtype, iter_batches, resolve_device, to_tensor
+from ._data import PREDICT_BATCH_ELEMENTS, as_training_input, check_X, compute_dtype, iter_batches, resolve_device, to_tensor
 from ._lbfgs import fit_lbfgs
 from ._network import build_mlp, set_dropout_generator
 from ._params import hidden_dims_tuple, validate_params
+from ._threads import macs, threads_for, torch_threads
 from ._training import TrainConfig, TrainState, fit_loop, restore
 
 
@@ -128,7 +129,9 @@ class BaseMLPTorch(BaseEstimator):
         train, val = self._split(X, Y, weights, generator, split)
         data = self._tensors(*train, dtype, device)
         val_data = self._tensors(*val, dtype, device) if split else None
-        reason = self._train(data, val_data, generator, incremental=incremental)
+        batch = self._config(data[1].shape[0]).batch_size
+        with torch_threads(threads_for(3 * macs(self._arch, batch))):
+            reason = self._train(data, val_data, generator, incremental=incremental)
         self._rng_state = generator.get_state()
         self._finish(reason, incremental)
         return self
@@ -292,7 +295,8 @@ class BaseMLPTorch(BaseEstimator):
         out = None
         start = 0
         module.eval()
-        with torch.inference_mode():
+        rows = min(X.shape[0], PREDICT_BATCH_ELEMENTS // max(X.shape[1], 1))
+        with torch.inference_mode(), torch_threads(threads_for(macs(self._arch, rows))):
             for xb in iter_batches(X, param.dtype, param.device):
                 yb = transform(module(xb)).cpu().numpy()
                 if out is None:

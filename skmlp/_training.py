@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._network import decay_groups
+from ._optim import SGD, Adam
 
 PLATEAU_FACTOR = 5.0
 MIN_LR = 1e-6
@@ -58,39 +59,30 @@ class TrainState:
 
 
 def make_optimizer(module, config, lr):
-    """The torch optimizer for ``config`` (weight decay on weights only)."""
+    """The optimizer for ``config`` (weight decay on weight matrices only)."""
     groups = decay_groups(module, config.weight_decay)
-    fused = {"fused": True} if _fused_ok(module) else {}
+    decay = groups[0]["params"]
+    no_decay = groups[1]["params"] if len(groups) > 1 else []
     if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups,
-            lr=lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov and config.momentum > 0,
-            **fused,
-        )
-    betas = (config.momentum, 0.999)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, **fused)
-    return torch.optim.Adam(groups, lr=lr, betas=betas, **fused)
+        return SGD(decay, no_decay, lr=lr, momentum=config.momentum,
+                   nesterov=config.nesterov, weight_decay=config.weight_decay)
+    return Adam(decay, no_decay, lr=lr, beta1=config.momentum,
+                weight_decay=config.weight_decay, decoupled=config.optimizer == "adamw")
 
 
-def _fused_ok(module):
-    param = next(module.parameters())
-    return param.device.type in ("cpu", "cuda") and param.dtype in (
-        torch.float32,
-        torch.float64,
-    )
+def _live_tensors(module):
+    return [*module.parameters(), *module.buffers()]
 
 
+@torch.no_grad()
 def snapshot(module):
     """Copies of every parameter and buffer (weights to restore later)."""
-    return [t.detach().clone() for t in module.state_dict().values()]
+    return [t.detach().clone() for t in _live_tensors(module)]
 
 
 @torch.no_grad()
 def restore(module, weights):
-    for target, saved in zip(module.state_dict().values(), weights):
+    for target, saved in zip(_live_tensors(module), weights):
         target.copy_(saved)
 
 
@@ -105,7 +97,7 @@ def train_step(module, optimizer, loss_fn, xb, yb, wb):
     """One optimizer step on one batch; returns the (detached) batch loss."""
     per_sample = loss_fn(module(xb), yb)
     loss = per_sample.mean() if wb is None else (per_sample * wb).sum() / wb.sum()
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad()
     loss.backward()
     optimizer.step()
     return loss.detach()
@@ -182,8 +174,7 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
     for _ in range(epochs):
         tic = time.perf_counter()
         lr = _epoch_lr(config, state)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        optimizer.lr = lr
         progress = _progress_bar(n, state.n_iter + 1) if config.verbose >= 2 else None
         loss = float(run_single_epoch(module, optimizer, loss_fn, data, config,
                                       generator, progress))
