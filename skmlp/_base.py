@@ -139,8 +139,12 @@ class BaseMLPTorch(BaseEstimator):
     def _sample_weight(self, sample_weight, X):
         if sample_weight is None:
             return None
-        sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
-                                    input_name="sample_weight")
+        try:
+            sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
+                                        input_name="sample_weight")
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{exc}\nsample_weight must hold one finite, non-negative "
+                            "number per sample, e.g. np.ones(n_samples).") from exc
         if sample_weight.ndim != 1 or sample_weight.shape[0] != X.shape[0]:
             raise ValueError(
                 f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},): "
