@@ -274,8 +274,9 @@ class BaseMLPTorch(BaseEstimator):
         self.history_ = [dict(h) for h in state.history]
         if reason == "diverged":
             warnings.warn(
-                f"Training diverged at epoch {state.n_iter + 1}: the loss became NaN or "
-                f"infinite. The weights of the last finite epoch were kept. Lower `lr` "
+                f"Training diverged after {state.n_iter} epoch(s): the loss or the "
+                f"network's outputs became NaN or infinite. Earlier finite weights were "
+                f"kept. Lower `lr` "
                 f"(now {self.lr}) or scale the inputs (e.g. StandardScaler).",
                 ConvergenceWarning,
             )
