@@ -142,8 +142,12 @@ class BaseMLPTorch(BaseEstimator):
     def _sample_weight(self, sample_weight, X):
         if sample_weight is None:
             return None
-        sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
-                                    input_name="sample_weight")
+        try:
+            sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
+                                        input_name="sample_weight")
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{exc}\nsample_weight must hold one finite, non-negative "
+                            "number per sample, e.g. np.ones(n_samples).") from exc
         if sample_weight.ndim != 1 or sample_weight.shape[0] != X.shape[0]:
             raise ValueError(
                 f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},): "
@@ -273,8 +277,9 @@ class BaseMLPTorch(BaseEstimator):
         self.history_ = [dict(h) for h in state.history]
         if reason == "diverged":
             warnings.warn(
-                f"Training diverged at epoch {state.n_iter + 1}: the loss became NaN or "
-                f"infinite. The weights of the last finite epoch were kept. Lower `lr` "
+                f"Training diverged after {state.n_iter} epoch(s): the loss or the "
+                f"network's outputs became NaN or infinite. Earlier finite weights were "
+                f"kept. Lower `lr` "
                 f"(now {self.lr}) or scale the inputs (e.g. StandardScaler).",
                 ConvergenceWarning,
             )
@@ -307,26 +312,38 @@ class BaseMLPTorch(BaseEstimator):
 
     # ------------------------------------------------------------- pickling
     def __getstate__(self):
+        # Tensors become numpy arrays (and the dtype a string) so that the state
+        # holds only numpy and builtins: pickle, joblib and skops can all store it.
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
         module = state.pop("module_", None)
         if module is not None:
             param = next(module.parameters())
             state["_module_device"] = str(param.device)
-            state["_module_state"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+            state["_module_state"] = _to_numpy(dict(module.state_dict()))
         if "_state" in state:
-            train_state = state["_state"]
-            state["_state"] = TrainState(**{**train_state.__dict__,
-                                            "optimizer_state": _to_cpu(train_state.optimizer_state),
-                                            "best_weights": None})
+            state["_state"] = _to_numpy({**state["_state"].__dict__, "best_weights": None})
+        if "_rng_state" in state:
+            state["_rng_state"] = _to_numpy(state["_rng_state"])
+        if "_arch" in state:
+            state["_arch"] = {**state["_arch"], "dtype": str(state["_arch"]["dtype"])[6:]}
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
         module_state = state.pop("_module_state", None)
         device = state.pop("_module_device", "cpu")
+        if "_rng_state" in state:
+            state["_rng_state"] = _to_torch(state["_rng_state"])
+        if "_arch" in state and isinstance(state["_arch"]["dtype"], str):
+            state["_arch"] = {**state["_arch"], "dtype": getattr(torch, state["_arch"]["dtype"])}
+        if isinstance(state.get("_state"), dict):
+            train = state["_state"]
+            state["_state"] = TrainState(**{**train, "optimizer_state":
+                                            _to_torch(train["optimizer_state"])})
         super().__setstate__(state)
         if module_state is not None:
             module = build_mlp(**self._arch, generator=torch.Generator().manual_seed(0))
-            module.load_state_dict(module_state)
+            module.load_state_dict(_to_torch(module_state))
             self.module_ = module.to(_available(device)).eval()
 
 
@@ -338,11 +355,23 @@ def _available(device):
         return torch.device("cpu")
 
 
-def _to_cpu(obj):
+def _to_numpy(obj):
+    """Tensors (in dicts, lists, tuples) as numpy arrays on the CPU."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
+        return obj.detach().cpu().numpy()
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        return {k: _to_numpy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(_to_numpy(v) for v in obj)
+    return obj
+
+
+def _to_torch(obj):
+    """The inverse of ``_to_numpy`` (tensors from older pickles pass through)."""
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return torch.from_numpy(np.array(obj))
+    if isinstance(obj, dict):
+        return {k: _to_torch(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_torch(v) for v in obj)
     return obj

@@ -178,7 +178,16 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         X, y = check_X(self, X, y=y, reset=reset, multi_output=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
+        try:
+            check_classification_targets(y)
+        except TypeError as exc:  # labels numpy cannot sort, e.g. None among strings
+            raise TypeError(f"{exc}\ny mixes label types: fill or drop missing labels and "
+                            "give every label one type, e.g. y.astype(str).") from exc
+        except ValueError as exc:
+            if "continuous" not in str(exc):
+                raise
+            raise ValueError(f"{exc}\nFor a continuous target use MLPTorchRegressor, or bin "
+                             "it into classes first (e.g. np.digitize).") from exc
         return X, y
 
     def _encode_targets(self, y, *, reset, classes=None):

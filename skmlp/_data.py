@@ -14,8 +14,39 @@ TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PREDICT_BATCH_ELEMENTS = 1 << 20  # ~8 MB of float64 input per predict batch
 
 
+NUMERIC_HINT = (
+    "skmlp needs numeric features (and a numeric target for the regressor): "
+    "encode text or categorical columns first, e.g. with "
+    "sklearn.preprocessing.OneHotEncoder or OrdinalEncoder inside a ColumnTransformer."
+)
+# (substrings of scikit-learn's message, what to do): the first match is appended.
+HINTS = (
+    (("Complex data",), "skmlp needs real numbers in X and y: pass the real and imaginary parts "
+     "as separate features, e.g. np.column_stack([X.real, X.imag])."),
+    (("could not convert", "Unable to convert", "dtype='numeric'",
+      "must be a string or a real number", "must be a string or a number"), NUMERIC_HINT),
+    (("contains infinity", "contains NaN"), "skmlp needs finite numbers: drop or impute "
+     "missing values (e.g. sklearn.impute.SimpleImputer in a Pipeline) and replace or "
+     "clip infinite ones (e.g. np.nan_to_num) first."),
+    (("dim <= 2 is required",), "X must be 2-d (n_samples, n_features) and y 1-d or 2-d: "
+     "reshape, e.g. X.reshape(len(X), -1)."),
+    (("features, but",), "Pass the same columns, in the same order, as during fit."),
+)
+
+
+def with_hint(exc):
+    """``exc`` (ValueError/TypeError) with a line saying what to do, if one fits."""
+    text = str(exc)
+    for keys, hint in HINTS:
+        if any(key in text for key in keys):
+            if keys[0] == "Complex data":
+                text = "Complex data not supported."  # scikit-learn's text prints the array
+            return type(exc)(f"{text}\n{hint}")
+    return exc
+
+
 def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
-    """``validate_data`` with floats kept as they are and clearer type errors."""
+    """``validate_data`` with floats kept as they are and clearer errors."""
     try:
         return validate_data(
             estimator,
@@ -26,15 +57,11 @@ def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
             dtype=(np.float64, np.float32),
             **kwargs,
         )
-    except ValueError as exc:
-        text = str(exc)
-        if "could not convert" in text or "Unable to convert" in text or "dtype='numeric'" in text:
-            raise ValueError(
-                f"{text}\nskmlp needs numeric features: encode text or categorical "
-                "columns first, e.g. with sklearn.preprocessing.OneHotEncoder or "
-                "OrdinalEncoder inside a ColumnTransformer."
-            ) from exc
-        raise
+    except (ValueError, TypeError) as exc:
+        hinted = with_hint(exc)
+        if hinted is exc:
+            raise
+        raise hinted from exc
 
 
 def compute_dtype(param, X):

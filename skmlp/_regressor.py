@@ -173,6 +173,10 @@ default="squared_error"
     # ---------------------------------------------------------------- hooks
     def _check_data(self, X, y, *, reset):
         X, y = check_X(self, X, y=y, reset=reset, multi_output=True, y_numeric=True)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"y has dtype {y.dtype}: {type(self).__name__} needs a numeric "
+                             "target. Convert numbers stored as text with y.astype(float); "
+                             "for class labels use MLPTorchClassifier.")
         if self.loss == "poisson" and np.any(y < 0):
             raise ValueError("loss='poisson' needs non-negative targets (counts or "
                              "rates); y has negative values.")

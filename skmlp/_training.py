@@ -169,9 +169,10 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
     if state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
     n = data[1].shape[0]
-    last_good = snapshot(module)
     reason = "max_iter"
+    start = good = None
     for _ in range(epochs):
+        start = snapshot(module)
         tic = time.perf_counter()
         lr = _epoch_lr(config, state)
         optimizer.lr = lr
@@ -180,10 +181,10 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
                                       generator, progress))
         if progress is not None:
             progress.close()
-        if not math.isfinite(loss):
-            restore(module, last_good)
+        if not (math.isfinite(loss) and all_finite(module)):
             reason = "diverged"
             break
+        good = start  # its first batch gave a finite loss
         state.n_iter += 1
         state.t += n
         state.loss_curve.append(loss)
@@ -202,10 +203,54 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
         if stop is not None:
             reason = stop
             break
-        last_good = snapshot(module)
     state.optimizer_state = optimizer.state_dict()
     module.eval()
+    if start is None:
+        return reason
+    # Full pass for fit, one batch for partial_fit (a full pass per call costs too much).
+    rows = n if monitor else min(n, config.batch_size)
+    reason = _keep_finite(module, lambda: outputs_finite(module, loss_fn, data, rows,
+                                                         config.batch_size),
+                          (start, good), reason)
+    if reason == "diverged":
+        state.optimizer_state = None
     return reason
+
+
+def _keep_finite(module, check, candidates, reason):
+    """Never leave weights that give NaN/inf on the training data.
+
+    A finite epoch loss is computed before each step, so the last steps can
+    still leave NaN weights, or finite ones that overflow. Fall back to the
+    start of the last epoch, then of the last finite one (restored even if it
+    fails the check: the initial weights are the last resort).
+    """
+    if reason != "diverged" and check():
+        return reason
+    for weights in candidates:
+        if weights is not None:
+            restore(module, weights)
+            if check():
+                break
+    return "diverged"
+
+
+def all_finite(module):
+    """Whether every floating parameter and buffer of ``module`` is finite (one sync)."""
+    flags = [torch.isfinite(t).all() for t in module.state_dict().values()
+             if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+@torch.no_grad()
+def outputs_finite(module, loss_fn, data, rows, batch_size):
+    """Whether the per-sample loss of the first ``rows`` rows is finite (eval mode)."""
+    X, Y, _ = data
+    ok = torch.ones((), dtype=torch.bool, device=Y.device)
+    for begin in range(0, rows, batch_size):
+        idx = torch.arange(begin, min(begin + batch_size, rows), device=Y.device)
+        ok &= torch.isfinite(loss_fn(module(take_rows(X, idx)), Y.index_select(0, idx))).all()
+    return bool(ok)
 
 
 def _print_epoch(logs):

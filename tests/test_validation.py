@@ -1,0 +1,171 @@
+"""Bad inputs: each raises a ValueError/TypeError whose message says what to do.
+
+The table below is the contract: input -> exception type -> message pattern.
+Every pattern includes the part of the message that tells the user what to do
+(not only what went wrong).
+"""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from skmlp import MLPTorchClassifier, MLPTorchRegressor
+
+RNG = np.random.RandomState(0)
+X = RNG.randn(20, 3)
+Y_CLASS = np.arange(20) % 2
+Y_REG = RNG.randn(20)
+TINY = dict(hidden_dims=(3,), max_iter=2, random_state=0)
+
+
+def _with(values, index, value):
+    out = np.array(values, dtype=np.float64)
+    out.flat[index] = value
+    return out
+
+
+def clf():
+    return MLPTorchClassifier(**TINY)
+
+
+def reg():
+    return MLPTorchRegressor(**TINY)
+
+
+def fitted_clf():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return clf().fit(X, Y_CLASS)
+
+
+FINITE = r"finite numbers: drop or impute .*np\.nan_to_num"
+NUMERIC = r"needs numeric features.*OneHotEncoder or OrdinalEncoder"
+SW = r"sample_weight must hold one finite, non-negative number per sample"
+
+# id -> (call, exception type, message pattern)
+BAD_INPUTS = {
+    "nan in X": (lambda: clf().fit(_with(X, 0, np.nan), Y_CLASS),
+                 ValueError, r"Input X contains NaN.*" + FINITE),
+    "inf in X": (lambda: reg().fit(_with(X, 4, np.inf), Y_REG),
+                 ValueError, r"Input X contains infinity.*" + FINITE),
+    "-inf in X": (lambda: reg().fit(_with(X, 4, -np.inf), Y_REG),
+                  ValueError, r"Input X contains infinity.*" + FINITE),
+    "nan in y (regressor)": (lambda: reg().fit(X, _with(Y_REG, 3, np.nan)),
+                             ValueError, r"Input y contains NaN.*" + FINITE),
+    "inf in y (regressor)": (lambda: reg().fit(X, _with(Y_REG, 3, np.inf)),
+                             ValueError, r"Input y contains infinity.*" + FINITE),
+    "nan in y (classifier)": (lambda: clf().fit(X, _with(Y_CLASS, 3, np.nan)),
+                              ValueError, r"Input y contains NaN.*" + FINITE),
+    "nan in X at predict": (lambda: fitted_clf().predict(_with(X, 0, np.nan)),
+                            ValueError, r"Input X contains NaN.*" + FINITE),
+    "pandas NA in X": (lambda: reg().fit(pd.DataFrame({
+        "a": pd.array([1, None] * 10, dtype="Int64"), "b": np.arange(20.0)}), Y_REG),
+        ValueError, r"Input X contains NaN.*" + FINITE),
+    "empty X (0 samples)": (lambda: clf().fit(np.empty((0, 3)), np.empty(0)),
+                            ValueError, r"0 sample\(s\).*a minimum of 1 is required"),
+    "empty X (0 features)": (lambda: clf().fit(np.empty((20, 0)), Y_CLASS),
+                             ValueError, r"0 feature\(s\).*a minimum of 1 is required"),
+    "empty X at predict": (lambda: fitted_clf().predict(np.empty((0, 3))),
+                           ValueError, r"0 sample\(s\).*a minimum of 1 is required"),
+    "1-d X": (lambda: clf().fit(X[:, 0], Y_CLASS),
+              ValueError, r"Expected 2D array, got 1D array.*Reshape your data"),
+    "scalar X": (lambda: clf().fit(3.0, Y_CLASS),
+                 ValueError, r"Expected 2D array.*Reshape your data"),
+    "3-d X": (lambda: clf().fit(X.reshape(20, 3, 1), Y_CLASS),
+              ValueError, r"dim 3.*X must be 2-d \(n_samples, n_features\).*reshape"),
+    "3-d y": (lambda: reg().fit(X, Y_REG.reshape(20, 1, 1)),
+              ValueError, r"dim 3.*y 1-d or 2-d: reshape"),
+    "wrong feature count at predict": (lambda: fitted_clf().predict(X[:, :2]),
+                                       ValueError, r"X has 2 features, but .* expecting 3.*"
+                                       r"Pass the same columns"),
+    "X and y lengths differ": (lambda: clf().fit(X, Y_CLASS[:5]),
+                               ValueError, r"inconsistent numbers of samples: \[20, 5\]"),
+    "strings in X": (lambda: clf().fit(np.full((20, 3), "a"), Y_CLASS),
+                     ValueError, r"could not convert string to float.*" + NUMERIC),
+    "bytes in X": (lambda: clf().fit(np.full((20, 3), b"a"), Y_CLASS),
+                   ValueError, r"could not convert.*" + NUMERIC),
+    "string column in DataFrame": (lambda: reg().fit(pd.DataFrame(
+        {"a": ["x"] * 20, "b": np.arange(20.0)}), Y_REG),
+        ValueError, r"could not convert string to float.*" + NUMERIC),
+    "objects in X": (lambda: clf().fit(np.array([[object()] * 3] * 20, dtype=object), Y_CLASS),
+                     TypeError, r"not 'object'.*" + NUMERIC),
+    "dicts in X": (lambda: clf().fit(np.array([[{}] * 3] * 20, dtype=object), Y_CLASS),
+                   TypeError, r"not 'dict'.*" + NUMERIC),
+    "complex X": (lambda: clf().fit(X + 1j, Y_CLASS),
+                  ValueError, r"Complex data not supported.*real and imaginary parts"),
+    "complex y": (lambda: reg().fit(X, Y_REG + 1j),
+                  ValueError, r"Complex data not supported.*real and imaginary parts"),
+    "complex X at predict": (lambda: fitted_clf().predict(X + 1j),
+                             ValueError, r"Complex data not supported.*real and imaginary"),
+    "continuous y to the classifier": (lambda: clf().fit(X, Y_REG), ValueError,
+                                       r"Unknown label type: continuous.*MLPTorchRegressor"),
+    "mixed label types (None among str)": (
+        lambda: clf().fit(X, np.array(["a", None] * 10, dtype=object)),
+        TypeError, r"y mixes label types: fill or drop missing labels"),
+    "string y to the regressor": (lambda: reg().fit(X, np.full(20, "a")),
+                                  ValueError, r"needs a numeric target.*MLPTorchClassifier"),
+    "single class": (lambda: clf().fit(X, np.zeros(20)),
+                     ValueError, r"at least 2 classes.*only one class"),
+    "partial_fit without classes": (lambda: clf().partial_fit(X, Y_CLASS),
+                                    ValueError, r"classes must be passed.*np\.unique"),
+    "negative sample_weight": (lambda: clf().fit(X, Y_CLASS, sample_weight=-np.ones(20)),
+                               ValueError, r"sample_weight must be non-negative"),
+    "one negative sample_weight": (
+        lambda: reg().fit(X, Y_REG, sample_weight=_with(np.ones(20), 5, -1)),
+        ValueError, r"sample_weight must be non-negative"),
+    "non-numeric sample_weight": (lambda: clf().fit(X, Y_CLASS, sample_weight=["a"] * 20),
+                                  ValueError, r"could not convert.*" + SW),
+    "all-zero sample_weight": (lambda: clf().fit(X, Y_CLASS, sample_weight=np.zeros(20)),
+                               ValueError, r"must not be all zero: nothing would be learned"),
+    "nan sample_weight": (lambda: clf().fit(X, Y_CLASS, sample_weight=np.full(20, np.nan)),
+                          ValueError, r"sample_weight contains NaN.*" + SW),
+    "inf sample_weight": (lambda: reg().fit(X, Y_REG, sample_weight=np.full(20, np.inf)),
+                          ValueError, r"sample_weight contains infinity.*" + SW),
+    "sample_weight of wrong length": (lambda: clf().fit(X, Y_CLASS, sample_weight=np.ones(3)),
+                                      ValueError, r"expected \(20,\): one weight per sample"),
+    "2-d sample_weight": (lambda: clf().fit(X, Y_CLASS, sample_weight=np.ones((20, 2))),
+                          ValueError, r"expected \(20,\): one weight per sample"),
+    "poisson loss with negative y": (lambda: MLPTorchRegressor(**TINY, loss="poisson").fit(
+        X, Y_REG), ValueError, r"needs non-negative targets"),
+    "unseen class in partial_fit": (
+        lambda: clf().partial_fit(X, Y_CLASS, classes=[0, 1]).partial_fit(X, Y_CLASS + 5),
+        ValueError, r"classes not in `self.classes_`"),
+    "sparse X with inf": (lambda: reg().fit(sp.csr_matrix(_with(X, 0, np.inf)), Y_REG),
+                          ValueError, r"infinity.*" + FINITE),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_raises_clear_error(case):
+    call, exc_type, pattern = BAD_INPUTS[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning of the helpers' tiny fits
+        with pytest.raises(exc_type) as info:
+            call()
+    assert re.search(pattern, str(info.value), flags=re.DOTALL), str(info.value)
+
+
+def test_bad_input_does_not_change_a_fitted_model():
+    model = fitted_clf()
+    before = model.predict_proba(X)
+    state = {k: v for k, v in model.__dict__.items() if k.endswith("_")}
+    with pytest.raises(ValueError):
+        model.fit(_with(X, 0, np.nan), Y_CLASS)
+    with pytest.raises(ValueError):
+        model.partial_fit(X, Y_CLASS, sample_weight=np.zeros(20))
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+    assert model.n_iter_ == state["n_iter_"] and model.t_ == state["t_"]
+
+
+def test_float16_and_integer_inputs_compute_in_float64():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for Xc in (X.astype(np.float16), (X * 10).astype(np.int32), X > 0):
+            model = reg().fit(Xc, Y_REG)
+            assert next(model.module_.parameters()).dtype.is_floating_point
+            assert str(next(model.module_.parameters()).dtype) == "torch.float64"
+            assert model.predict(Xc).dtype == np.float64
