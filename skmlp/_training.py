@@ -237,8 +237,7 @@ def _keep_finite(module, check, candidates, reason):
 
 def all_finite(module):
     """Whether every floating parameter and buffer of ``module`` is finite (one sync)."""
-    flags = [torch.isfinite(t).all() for t in module.state_dict().values()
-             if t.is_floating_point()]
+    flags = [torch.isfinite(t).all() for t in _live_tensors(module) if t.is_floating_point()]
     return bool(torch.stack(flags).all()) if flags else True
 
 

@@ -1,0 +1,1 @@
+"""The other contenders of benchmarks/run.py."""

@@ -1,0 +1,171 @@
+"""Speed benchmarks: skmlp vs scikit-learn's MLP, skorch and a minimal torch loop.
+
+    python benchmarks/run.py [--quick] [--repeat N] [--json PATH] [--device cuda] [--rows N]
+
+All contenders use the same hidden sizes, optimizer (Adam, lr 1e-3, no weight
+decay / alpha), batch size and epochs, no early stopping and no tolerance-based
+stopping. Prints a markdown table of medians and ratios and writes JSON.
+
+Workloads
+- W1  load_digits, hidden (100,), batch 200, 50 epochs: fit time.
+- W2  make_classification(100_000, 100, n_informative=40, n_classes=5), 80/20,
+      scaled, hidden (256, 128), batch 256: seconds per epoch (float32 and
+      float64) and predict time on the 20k test rows.
+- W3  the same shape from make_regression(noise=10), standardised y.
+- W4  200 x 10 binary, hidden (32,), batch 32, 20 epochs: fit time.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits, make_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, os.path.dirname(__file__))
+from contenders import minimal_loop, skorch_model  # noqa: E402
+
+from skmlp import MLPTorchClassifier, MLPTorchRegressor  # noqa: E402
+
+warnings.simplefilter("ignore", ConvergenceWarning)
+
+
+def median_time(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        tic = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times)
+
+
+def skmlp_model(task, hidden, batch, epochs, dtype, device="cpu"):
+    cls = MLPTorchClassifier if task == "clf" else MLPTorchRegressor
+    return cls(hidden, batch_size=batch, max_iter=epochs, weight_decay=0.0, tol=0.0,
+               n_iter_no_change=epochs + 1, dtype=dtype, random_state=0, device=device)
+
+
+def sklearn_model(task, hidden, batch, epochs):
+    cls = MLPClassifier if task == "clf" else MLPRegressor
+    return cls(hidden, batch_size=batch, max_iter=epochs, alpha=0.0, tol=0.0,
+               n_iter_no_change=epochs + 1, random_state=0)
+
+
+def contenders(task, hidden, batch, epochs, dtype, device):
+    """name -> (fit(X, y) -> fitted, predict(fitted, X))."""
+    np_dtype = np.float32 if dtype == "float32" else np.float64
+    out = {
+        "skmlp": (lambda X, y: skmlp_model(task, hidden, batch, epochs, dtype, device).fit(X, y),
+                  lambda m, X: m.predict(X)),
+        "minimal torch": (lambda X, y: minimal_loop.fit(task, X, y, hidden, batch, epochs, device),
+                          lambda m, X: minimal_loop.predict(m, X)),
+    }
+    if device == "cpu":
+        out["sklearn"] = (lambda X, y: sklearn_model(task, hidden, batch, epochs)
+                          .fit(X.astype(np_dtype), y), lambda m, X: m.predict(X.astype(np_dtype)))
+    if skorch_model.available() and dtype == "float32":
+        out["skorch"] = (lambda X, y: skorch_model.fit(task, X, y, hidden, batch, epochs, device),
+                         lambda m, X: m.predict(X))
+    return out
+
+
+def data(name, rows):
+    if name == "W1":
+        X, y = load_digits(return_X_y=True)
+        return StandardScaler().fit_transform(X), y, None, None, "clf"
+    if name == "W4":
+        X, y = make_classification(200, 10, random_state=0)
+        return StandardScaler().fit_transform(X), y, None, None, "clf"
+    if name == "W2":
+        X, y = make_classification(rows, 100, n_informative=40, n_classes=5, random_state=0)
+        task = "clf"
+    else:
+        X, y = make_regression(rows, 100, n_informative=40, noise=10, random_state=0)
+        y = (y - y.mean()) / y.std()
+        task = "reg"
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=0)
+    scaler = StandardScaler().fit(X_tr)
+    return scaler.transform(X_tr), y_tr, scaler.transform(X_te), y_te, task
+
+
+WORKLOADS = {
+    # name: hidden, batch, epochs (full, quick), dtypes, metric
+    "W1": ((100,), 200, (50, 50), ("float64", "float32"), "fit s"),
+    "W2": ((256, 128), 256, (3, 1), ("float32", "float64"), "s/epoch"),
+    "W3": ((256, 128), 256, (3, 1), ("float32", "float64"), "s/epoch"),
+    "W4": ((32,), 32, (20, 20), ("float64", "float32"), "fit s"),
+}
+
+
+def run_workload(name, args):
+    hidden, batch, epochs_cfg, dtypes, metric = WORKLOADS[name]
+    epochs = epochs_cfg[1] if args.quick else epochs_cfg[0]
+    rows = args.rows or (20_000 if args.quick else 100_000)
+    X, y, X_te, _, task = data(name, rows)
+    rows_out = []
+    for dtype in dtypes:
+        Xd = X.astype(np.float32 if dtype == "float32" else np.float64)
+        for who, (fit, predict) in contenders(task, hidden, batch, epochs, dtype, args.device).items():
+            fit(Xd[:256], y[:256])  # warm-up: library initialisation is not per-fit cost
+            holder = {}
+            seconds = median_time(lambda: holder.update(m=fit(Xd, y)), args.repeat)
+            row = {"workload": name, "dtype": dtype, "contender": who, "metric": metric,
+                   "value": seconds / epochs if metric == "s/epoch" else seconds}
+            if X_te is not None:
+                X_te_d = X_te.astype(Xd.dtype)
+                row["predict_s"] = median_time(lambda: predict(holder["m"], X_te_d), args.repeat)
+            rows_out.append(row)
+            print(f"  {name} {dtype:<8} {who:<14} {row['value']:.4f} {metric}", flush=True)
+    return rows_out
+
+
+def table(rows):
+    lines = ["| workload | dtype | contender | time | vs sklearn | vs minimal torch | predict s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        peers = {p["contender"]: p["value"] for p in rows
+                 if p["workload"] == r["workload"] and p["dtype"] == r["dtype"]}
+        sk = f"{r['value'] / peers['sklearn']:.2f}x" if "sklearn" in peers else "-"
+        mini = f"{r['value'] / peers['minimal torch']:.2f}x" if "minimal torch" in peers else "-"
+        pred = f"{r['predict_s']:.3f}" if "predict_s" in r else "-"
+        lines.append(f"| {r['workload']} | {r['dtype']} | {r['contender']} | "
+                     f"{r['value']:.4f} {r['metric']} | {sk} | {mini} | {pred} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rows/epochs (CI smoke)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=None, help="rows for W2/W3")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4")
+    parser.add_argument("--json", default="benchmarks/results/latest.json")
+    args = parser.parse_args()
+    rows = []
+    for name in args.workloads.split(","):
+        rows += run_workload(name, args)
+    print()
+    print(table(rows))
+    meta = {"python": platform.python_version(), "torch": torch.__version__,
+            "machine": platform.machine(), "processor": platform.processor(),
+            "threads": torch.get_num_threads(), "args": vars(args)}
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+    with open(args.json, "w") as fh:
+        json.dump({"meta": meta, "rows": rows}, fh, indent=1)
+    print(f"\nJSON written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
