@@ -2,6 +2,7 @@
 
     python tasks.py quickstart   # set up .venv, run examples/quickstart.py
     python tasks.py test         # set up .venv, run the test suite
+    python tasks.py docs         # set up .venv, build the HTML docs (warnings are errors)
 
 Each creates ``.venv`` next to this file when it is missing, installs a torch
 build when none is installed (``SKMLP_TORCH``, default ``torch==2.13.0``; see
@@ -20,6 +21,8 @@ VENV = Path(os.environ.get("SKMLP_VENV", ROOT / ".venv"))
 TASKS = {
     "quickstart": ("examples", ["{py}", "examples/quickstart.py"]),
     "test": ("test", ["{py}", "-m", "pytest"]),
+    # Runs the gallery too; the pages land in docs/_build/html (index.html).
+    "docs": ("docs", ["{py}", "-m", "sphinx", "-W", "-b", "html", "docs", "docs/_build/html"]),
 }
 
 

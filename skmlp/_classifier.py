@@ -88,7 +88,7 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         Class labels (for multilabel targets, ``arange(n_labels)``).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
     n_outputs_ : int
         Number of output units (1 for binary targets).
