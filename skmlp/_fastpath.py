@@ -1,0 +1,156 @@
+"""A hand-written forward/backward pass for plain MLPs (pure torch).
+
+On the small networks that searches and ``check_estimator`` fit by the
+hundred, autograd's graph bookkeeping costs more than the arithmetic. For the
+common architecture -- ``Linear -> activation [-> dropout]`` blocks and a
+linear output, no batch norm -- the gradients are a handful of matrix products,
+written out here. ``plan(module, loss)`` returns a step function, or None when
+the module has a layer this pass does not know (training then uses autograd).
+The gradients land in ``param.grad``, so any optimizer works unchanged.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from ._losses import Loss
+from ._network import GeneratorDropout
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _relu_grad(g, z, h):
+    return g.mul_(h > 0)
+
+
+def _tanh_grad(g, z, h):
+    return g.mul_(1 - h * h)
+
+
+def _sigmoid_grad(g, z, h):
+    return g.mul_(h * (1 - h))
+
+
+def _leaky_relu_grad(g, z, h):
+    return torch.where(z > 0, g, g * 0.01)
+
+
+def _elu_grad(g, z, h):
+    return torch.where(z > 0, g, g * (h + 1))
+
+
+def _gelu_grad(g, z, h):
+    cdf = 0.5 * (1 + torch.erf(z * _INV_SQRT2))
+    pdf = torch.exp(-0.5 * z * z) * _INV_SQRT2PI
+    return g.mul_(cdf + z * pdf)
+
+
+def _silu_grad(g, z, h):
+    s = torch.sigmoid(z)
+    return g.mul_(s * (1 + z * (1 - s)))
+
+
+# activation module type -> (forward, gradient given upstream g, input z, output h)
+_ACTIVATIONS = {
+    nn.ReLU: (torch.relu, _relu_grad),
+    nn.Tanh: (torch.tanh, _tanh_grad),
+    nn.Sigmoid: (torch.sigmoid, _sigmoid_grad),
+    nn.Identity: (None, None),
+    nn.LeakyReLU: (nn.functional.leaky_relu, _leaky_relu_grad),
+    nn.ELU: (nn.functional.elu, _elu_grad),
+    nn.GELU: (nn.functional.gelu, _gelu_grad),
+    nn.SiLU: (nn.functional.silu, _silu_grad),
+}
+_DEFAULT_ARGS = {nn.LeakyReLU: ("negative_slope", 0.01), nn.ELU: ("alpha", 1.0),
+                 nn.GELU: ("approximate", "none")}
+
+
+def _blocks(module):
+    """[(linear, activation fns or None, dropout or None)], or None if unsupported."""
+    blocks, layers = [], list(module.children()) if isinstance(module, nn.Sequential) else None
+    if not layers:
+        return None
+    i = 0
+    while i < len(layers):
+        linear = layers[i]
+        if not isinstance(linear, nn.Linear):
+            return None
+        act = drop = None
+        if i + 1 < len(layers):
+            act_layer = layers[i + 1]
+            kind = type(act_layer)
+            if kind not in _ACTIVATIONS:
+                return None
+            attr = _DEFAULT_ARGS.get(kind)
+            if attr and getattr(act_layer, attr[0]) != attr[1]:
+                return None
+            act = _ACTIVATIONS[kind]
+            i += 2
+            if i < len(layers) and isinstance(layers[i], GeneratorDropout):
+                drop = layers[i]
+                i += 1
+        else:
+            i += 1
+        blocks.append((linear, act, drop))
+    if blocks[-1][1] is not None:  # the output layer must be linear
+        return None
+    return blocks
+
+
+def plan(module, loss):
+    """A ``step(xb, yb, wb) -> loss`` filling ``.grad``, or None (use autograd)."""
+    if not isinstance(loss, Loss):
+        return None
+    blocks = _blocks(module)
+    if blocks is None:
+        return None
+    if any(p.requires_grad is False for p in module.parameters()):
+        return None
+
+    @torch.no_grad()
+    def step(xb, yb, wb):
+        h, saved = xb, []
+        for linear, act, drop in blocks:
+            z = torch.addmm(linear.bias, h, linear.weight.t())
+            if act is None:
+                saved.append((h, None, None, None))
+                h = z
+                continue
+            out = z if act[0] is None else act[0](z)
+            mask = None
+            if drop is not None and drop.p > 0:
+                keep = 1.0 - drop.p
+                mask = torch.empty_like(out).bernoulli_(keep, generator=drop.generator).div_(keep)
+                saved.append((h, z, out, mask))
+                out = out * mask
+            else:
+                saved.append((h, z, out, None))
+            h = out
+        per_sample = loss.value(h, yb)
+        g = loss.grad(h, yb)
+        if wb is None:
+            value = per_sample.mean()
+            g.div_(g.shape[0])
+        else:
+            scale = wb / wb.sum()
+            value = (per_sample * scale).sum()
+            g.mul_(scale[:, None])
+        for index in range(len(blocks) - 1, -1, -1):
+            linear, act, _ = blocks[index]
+            h_in = saved[index][0]
+            linear.weight.grad = g.t() @ h_in
+            linear.bias.grad = g.sum(dim=0)
+            if index == 0:
+                break
+            g = g @ linear.weight
+            _, z_prev, h_prev, mask = saved[index - 1]
+            if mask is not None:
+                g.mul_(mask)
+            grad_fn = blocks[index - 1][1][1]
+            if grad_fn is not None:
+                g = grad_fn(g, z_prev, h_prev)
+        return value
+
+    return step
