@@ -266,6 +266,10 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
                 "on a large enough sample of the targets."
             )
         first = not hasattr(self, "module_")
+        if not first and classes is not None and not np.array_equal(
+                np.unique(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} differs from self.classes_="
+                             f"{self.classes_!r} set by the first partial_fit call.")
         if first and classes is None and type_of_target(y) != "multilabel-indicator":
             raise ValueError("classes must be passed on the first call to partial_fit: "
                              "all labels that can appear, e.g. classes=np.unique(y_all).")

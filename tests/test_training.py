@@ -154,6 +154,26 @@ def test_validation_score_hooks_match_sklearn_metrics():
     assert float(got) == pytest.approx(accuracy_score(yc, logits.argmax(1), sample_weight=w))
 
 
+def test_early_stopping_multilabel_splits_without_stratification():
+    X, _ = _clf_data(n=60)
+    Y = np.c_[X[:, 0] > 0, X[:, 1] > 0.5, X[:, 2] < 0].astype(int)
+    clf = _fit_quiet(MLPTorchClassifier((8,), lr=0.01, early_stopping=True, max_iter=5,
+                                        random_state=0), X, Y)
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.t_ == clf.n_iter_ * 54  # 6 of 60 rows held out
+
+
+def test_without_early_stopping_training_loss_stops():
+    X, y = _reg_data(n=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # converged, not max_iter
+        reg = MLPTorchRegressor((4,), tol=1e9, n_iter_no_change=3, max_iter=50,
+                                random_state=0).fit(X, y)
+    assert reg.n_iter_ == 4  # epoch 1 improves on inf, then 3 epochs without tol gain
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        MLPTorchRegressor((4,), lr=0.01, tol=0, max_iter=3, random_state=0).fit(X, y)
+
+
 def test_early_stopping_regressor_monitors_r2():
     X, y = _reg_data(n=100)
     reg = _fit_quiet(MLPTorchRegressor((16,), lr=0.01, early_stopping=True, max_iter=40,
@@ -189,6 +209,9 @@ def test_partial_fit_input_checks():
         clf.partial_fit(X, np.where(y == 2, 7, y))
     with pytest.raises(ValueError, match="features"):
         clf.partial_fit(X[:, :4], y)
+    clf.partial_fit(X, y, classes=[2, 1, 0])  # the same classes may be passed again
+    with pytest.raises(ValueError, match="differs from self.classes_"):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
     reg = MLPTorchRegressor((4,), random_state=0).partial_fit(X, y.astype(float))
     with pytest.raises(ValueError, match="features"):
         reg.partial_fit(X[:, :3], y)
