@@ -114,7 +114,7 @@ class BaseMLPTorch(BaseEstimator):
         X, y = self._check_data(X, y, reset=reset)
         if X.shape[0] == 0:
             raise ValueError("Found array with 0 sample(s); at least one is required.")
-        weights = self._sample_weight(sample_weight, X)
+        weights = val_weights = self._sample_weight(sample_weight, X)
         Y, target_weights = self._encode_targets(y, reset=reset, classes=classes)
         if target_weights is not None:
             weights = target_weights if weights is None else weights * target_weights
@@ -126,7 +126,7 @@ class BaseMLPTorch(BaseEstimator):
         dtype = next(self.module_.parameters()).dtype
         generator = torch.Generator().set_state(self._rng_state)
         split = self.early_stopping and not incremental and self.optimizer != "lbfgs"
-        train, val = self._split(X, Y, weights, generator, split)
+        train, val = self._split(X, Y, weights, generator, split, val_weights)
         data = self._tensors(*train, dtype, device)
         val_data = self._tensors(*val, dtype, device) if split else None
         batch = self._config(data[1].shape[0]).batch_size
@@ -175,7 +175,12 @@ class BaseMLPTorch(BaseEstimator):
         self._rng_state = generator.get_state()
         self._state = TrainState(lr=float(self.lr))
 
-    def _split(self, X, Y, weights, generator, split):
+    def _split(self, X, Y, weights, generator, split, val_weights=None):
+        """Train / validation parts; the validation part keeps only ``sample_weight``.
+
+        The validation score is what ``score`` would give on the held-out rows,
+        so class weights (folded into ``weights`` for training) do not enter it.
+        """
         if not split:
             return (X, Y, weights), None
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
@@ -187,8 +192,9 @@ class BaseMLPTorch(BaseEstimator):
         except ValueError:
             tr, va = train_test_split(idx, test_size=self.validation_fraction,
                                       random_state=seed)
-        w = (None, None) if weights is None else (weights[tr], weights[va])
-        return (X[tr], Y[tr], w[0]), (X[va], Y[va], w[1])
+        w_tr = None if weights is None else weights[tr]
+        w_va = None if val_weights is None else val_weights[va]
+        return (X[tr], Y[tr], w_tr), (X[va], Y[va], w_va)
 
     def _stratify(self, Y):
         return None
@@ -218,6 +224,7 @@ class BaseMLPTorch(BaseEstimator):
             state.best_weights, state.optimizer_state = None, None
             state.lr = config.lr
             state.best_loss = np.inf
+            state.schedule_start = state.n_iter
         callback = self._callback()
         if config.optimizer == "lbfgs":
             return fit_lbfgs(self.module_, self._loss(), data, config, state,

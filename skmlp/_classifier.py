@@ -46,7 +46,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     max_iter : int, default=200
         Maximum number of epochs (L-BFGS: iterations).
     lr_schedule : {"constant", "cosine", "plateau"}, default="constant"
-        ``"cosine"`` anneals ``lr`` to 0 over ``max_iter`` epochs;
+        ``"cosine"`` anneals ``lr`` to 0 over ``max_iter`` epochs (restarting
+        at every ``fit``, also under ``warm_start``; ``partial_fit`` calls continue it);
         ``"plateau"`` divides it by 5 whenever ``n_iter_no_change`` epochs pass
         without a ``tol`` improvement and stops once it is below 1e-6.
     dropout : float, default=0.0
@@ -103,7 +104,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     best_loss_ : float
         Minimum of ``loss_curve_``.
     validation_scores_ : list of float or None
-        Validation accuracy per epoch (None without early stopping).
+        Validation accuracy per epoch, weighted by ``sample_weight`` but not by
+        ``class_weight``, as ``score`` (None without early stopping).
     best_validation_score_ : float or None
         Best validation accuracy (None without early stopping).
     history_ : list of dict
@@ -265,7 +267,18 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         self : object
             The estimator, trained one more epoch.
         """
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' is not supported by partial_fit: one batch does not "
+                "give the class frequencies. Pass class_weight=dict(zip(classes, "
+                "compute_class_weight('balanced', classes=classes, y=y_sample))) computed "
+                "on a large enough sample of the targets."
+            )
         first = not hasattr(self, "module_")
+        if not first and classes is not None and not np.array_equal(
+                np.unique(classes), self.classes_):
+            raise ValueError(f"classes={classes!r} differs from self.classes_="
+                             f"{self.classes_!r} set by the first partial_fit call.")
         if first and classes is None and type_of_target(y) != "multilabel-indicator":
             raise ValueError("classes must be passed on the first call to partial_fit: "
                              "all labels that can appear, e.g. classes=np.unique(y_all).")

@@ -38,7 +38,8 @@ class _Optimizer:
         return grads
 
     def state_dict(self):
-        return {"step": self.step_count, "buffers": [list(b) for b in self._buffers()]}
+        return {"step": self.step_count,
+                "buffers": [[t.detach().clone() for t in b] for b in self._buffers()]}
 
     def load_state_dict(self, state):
         self.step_count = state["step"]

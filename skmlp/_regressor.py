@@ -43,7 +43,8 @@ class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
     max_iter : int, default=200
         Maximum number of epochs (L-BFGS: iterations).
     lr_schedule : {"constant", "cosine", "plateau"}, default="constant"
-        ``"cosine"`` anneals ``lr`` to 0 over ``max_iter`` epochs;
+        ``"cosine"`` anneals ``lr`` to 0 over ``max_iter`` epochs (restarting
+        at every ``fit``, also under ``warm_start``; ``partial_fit`` calls continue it);
         ``"plateau"`` divides it by 5 whenever ``n_iter_no_change`` epochs pass
         without a ``tol`` improvement and stops once it is below 1e-6.
     dropout : float, default=0.0

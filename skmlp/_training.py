@@ -56,6 +56,7 @@ class TrainState:
     best_weights: list = None
     no_improvement: int = 0
     optimizer_state: dict = None
+    schedule_start: int = 0  # n_iter when the current fit began (cosine restarts there)
 
 
 def make_optimizer(module, config, lr):
@@ -103,6 +104,18 @@ def train_step(module, optimizer, loss_fn, xb, yb, wb):
     return loss.detach()
 
 
+def has_batch_norm(module):
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def _batch_bounds(n, batch_size, module):
+    """(start, stop) of every batch; BatchNorm never gets a lone last row."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1 and has_batch_norm(module):
+        starts.pop()  # the last batch takes the lone row: BatchNorm needs 2 rows
+    return zip(starts, starts[1:] + [n])
+
+
 def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progress=None):
     """One pass over the data; returns the epoch's mean training loss (tensor)."""
     X, Y, W = data
@@ -111,14 +124,17 @@ def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progre
     if n <= config.batch_size and isinstance(X, torch.Tensor):
         # One batch: no permutation, no copies. A shuffle would only reorder
         # the sum inside the loss.
-        return train_step(module, optimizer, loss_fn, X, Y, W)
+        loss = train_step(module, optimizer, loss_fn, X, Y, W)
+        if progress is not None:
+            progress.update(n)
+        return loss
     if config.shuffle:
         order = torch.randperm(n, generator=generator).to(Y.device)
     else:
         order = torch.arange(n, device=Y.device)
     total = 0.0
-    for start in range(0, n, config.batch_size):
-        idx = order[start : start + config.batch_size]
+    for start, stop in _batch_bounds(n, config.batch_size, module):
+        idx = order[start:stop]
         wb = None if W is None else W.index_select(0, idx)
         loss = train_step(
             module, optimizer, loss_fn, take_rows(X, idx), Y.index_select(0, idx), wb
@@ -131,8 +147,8 @@ def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progre
 
 def _epoch_lr(config, state):
     if config.lr_schedule == "cosine":
-        return 0.5 * config.lr * (1 + math.cos(math.pi * min(state.n_iter, config.max_iter)
-                                                / config.max_iter))
+        epoch = min(state.n_iter - state.schedule_start, config.max_iter)
+        return 0.5 * config.lr * (1 + math.cos(math.pi * epoch / config.max_iter))
     return state.lr
 
 
@@ -165,6 +181,10 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
     or the plateau schedule's lr fell below 1e-6), ``"callback"`` or
     ``"diverged"`` (the weights of the last finite epoch are restored).
     """
+    n = data[1].shape[0]
+    if n < 2 and has_batch_norm(module):
+        raise ValueError("batch_norm=True needs at least 2 training samples per fit / "
+                         "partial_fit call (BatchNorm normalises over the batch).")
     optimizer = make_optimizer(module, config, state.lr)
     if state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
