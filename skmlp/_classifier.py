@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._base import BaseMLPTorch
 from ._data import check_X
+from ._losses import BINARY, MULTICLASS
 
 
 class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
@@ -232,8 +233,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
 
     def _loss(self):
         if self.n_outputs_ == 1 or self._multilabel:
-            return _binary_loss
-        return _multiclass_loss
+            return BINARY
+        return MULTICLASS
 
     def _score_tensor(self, out, Y, W):
         if self._multilabel:
@@ -370,11 +371,3 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
             return torch.cat([F.logsigmoid(-z), F.logsigmoid(z)], dim=1)
         return torch.log_softmax(z, dim=1)
 
-
-def _binary_loss(out, target):
-    """Binary / multilabel log-loss per sample (summed over labels)."""
-    return F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(dim=1)
-
-
-def _multiclass_loss(out, target):
-    return F.cross_entropy(out, target, reduction="none")

@@ -2,13 +2,13 @@
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import RegressorMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseMLPTorch
 from ._data import check_X
+from ._losses import REGRESSION
 
 
 class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
@@ -195,7 +195,7 @@ default="squared_error"
         return np.asarray(Y, dtype=np.float64), None
 
     def _loss(self):
-        return _LOSSES[self.loss]
+        return REGRESSION[self.loss]
 
     def _score_tensor(self, out, Y, W):
         pred = torch.exp(out) if self.loss == "poisson" else out
@@ -248,27 +248,3 @@ default="squared_error"
         out = self._forward(X, link)
         return out.ravel() if self._y_ndim == 1 else out
 
-
-def _squared_error(out, target):
-    return 0.5 * (out - target).pow(2).mean(dim=1)
-
-
-def _absolute_error(out, target):
-    return (out - target).abs().mean(dim=1)
-
-
-def _huber(out, target):
-    return F.huber_loss(out, target, reduction="none", delta=1.0).mean(dim=1)
-
-
-def _poisson(out, target):
-    # Poisson deviance up to terms constant in the prediction: exp(eta) - y*eta.
-    return (torch.exp(out) - target * out).mean(dim=1)
-
-
-_LOSSES = {
-    "squared_error": _squared_error,
-    "absolute_error": _absolute_error,
-    "huber": _huber,
-    "poisson": _poisson,
-}

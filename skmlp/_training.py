@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._network import decay_groups
+from ._fastpath import plan
 from ._optim import SGD, Adam
 
 PLATEAU_FACTOR = 5.0
@@ -94,8 +95,16 @@ def take_rows(X, idx):
     return X.take(idx)
 
 
-def train_step(module, optimizer, loss_fn, xb, yb, wb):
-    """One optimizer step on one batch; returns the (detached) batch loss."""
+def train_step(module, optimizer, loss_fn, xb, yb, wb, fast=None):
+    """One optimizer step on one batch; returns the (detached) batch loss.
+
+    ``fast`` is ``_fastpath.plan``'s hand-written gradient step when the
+    network allows it; otherwise autograd computes the gradients.
+    """
+    if fast is not None:
+        loss = fast(xb, yb, wb)
+        optimizer.step()
+        return loss
     per_sample = loss_fn(module(xb), yb)
     loss = per_sample.mean() if wb is None else (per_sample * wb).sum() / wb.sum()
     optimizer.zero_grad()
@@ -116,15 +125,15 @@ def _batch_bounds(n, batch_size, module):
     return zip(starts, starts[1:] + [n])
 
 
-def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progress=None):
+def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progress=None,
+                     fast=None):
     """One pass over the data; returns the epoch's mean training loss (tensor)."""
     X, Y, W = data
     n = Y.shape[0]
-    module.train()
     if n <= config.batch_size and isinstance(X, torch.Tensor):
         # One batch: no permutation, no copies. A shuffle would only reorder
         # the sum inside the loss.
-        loss = train_step(module, optimizer, loss_fn, X, Y, W)
+        loss = train_step(module, optimizer, loss_fn, X, Y, W, fast)
         if progress is not None:
             progress.update(n)
         return loss
@@ -137,7 +146,7 @@ def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progre
         idx = order[start:stop]
         wb = None if W is None else W.index_select(0, idx)
         loss = train_step(
-            module, optimizer, loss_fn, take_rows(X, idx), Y.index_select(0, idx), wb
+            module, optimizer, loss_fn, take_rows(X, idx), Y.index_select(0, idx), wb, fast
         )
         total += loss * (idx.shape[0] if wb is None else wb.sum())
         if progress is not None:
@@ -188,23 +197,24 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
     optimizer = make_optimizer(module, config, state.lr)
     if state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
-    n = data[1].shape[0]
+    fast = plan(module, loss_fn)
+    checkpoints = _Checkpoints(module)
     reason = "max_iter"
-    start = good = None
+    module.train()
     for _ in range(epochs):
-        start = snapshot(module)
+        checkpoints.start_epoch()
         tic = time.perf_counter()
         lr = _epoch_lr(config, state)
         optimizer.lr = lr
         progress = _progress_bar(n, state.n_iter + 1) if config.verbose >= 2 else None
         loss = float(run_single_epoch(module, optimizer, loss_fn, data, config,
-                                      generator, progress))
+                                      generator, progress, fast))
         if progress is not None:
             progress.close()
-        if not (math.isfinite(loss) and all_finite(module)):
+        if not math.isfinite(loss):
             reason = "diverged"
             break
-        good = start  # its first batch gave a finite loss
+        checkpoints.epoch_was_finite()
         state.n_iter += 1
         state.t += n
         state.loss_curve.append(loss)
@@ -225,16 +235,41 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
             break
     state.optimizer_state = optimizer.state_dict()
     module.eval()
-    if start is None:
+    if checkpoints.start is None:
         return reason
     # Full pass for fit, one batch for partial_fit (a full pass per call costs too much).
     rows = n if monitor else min(n, config.batch_size)
     reason = _keep_finite(module, lambda: outputs_finite(module, loss_fn, data, rows,
                                                          config.batch_size),
-                          (start, good), reason)
+                          (checkpoints.start, checkpoints.good), reason)
     if reason == "diverged":
         state.optimizer_state = None
     return reason
+
+
+class _Checkpoints:
+    """The weights at the start of the current epoch and of the last finite one.
+
+    Two preallocated buffers, filled with one ``_foreach_copy_`` per epoch and
+    swapped, instead of fresh clones every epoch.
+    """
+
+    def __init__(self, module):
+        self.live = _live_tensors(module)
+        self.buffers = [None, None]
+        self.start = self.good = None
+
+    @torch.no_grad()
+    def start_epoch(self):
+        spare = 0 if self.buffers[0] is not self.good else 1
+        if self.buffers[spare] is None:
+            self.buffers[spare] = [t.detach().clone() for t in self.live]
+        else:
+            torch._foreach_copy_(self.buffers[spare], self.live)
+        self.start = self.buffers[spare]
+
+    def epoch_was_finite(self):
+        self.good = self.start  # its first batch gave a finite loss
 
 
 def _keep_finite(module, check, candidates, reason):
@@ -253,12 +288,6 @@ def _keep_finite(module, check, candidates, reason):
             if check():
                 break
     return "diverged"
-
-
-def all_finite(module):
-    """Whether every floating parameter and buffer of ``module`` is finite (one sync)."""
-    flags = [torch.isfinite(t).all() for t in _live_tensors(module) if t.is_floating_point()]
-    return bool(torch.stack(flags).all()) if flags else True
 
 
 @torch.no_grad()
