@@ -13,6 +13,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ._losses import Loss
 from ._network import GeneratorDropout
@@ -104,32 +105,35 @@ def plan(module, loss):
     if not isinstance(loss, Loss):
         return None
     blocks = _blocks(module)
-    if blocks is None:
+    if blocks is None or not all(p.requires_grad for p in module.parameters()):
         return None
-    if any(p.requires_grad is False for p in module.parameters()):
-        return None
+    # Detached views share storage with the parameters (the optimizer updates
+    # them in place), so no autograd graph is ever recorded here.
+    layers = [(lin.weight, lin.bias, lin.weight.detach(), lin.bias.detach(),
+               act, drop if drop is not None and drop.p > 0 else None)
+              for lin, act, drop in blocks]
+    last = len(layers) - 1
 
-    @torch.no_grad()
-    def step(xb, yb, wb):
+    def forward(xb):
         h, saved = xb, []
-        for linear, act, drop in blocks:
-            z = torch.addmm(linear.bias, h, linear.weight.t())
-            if act is None:
+        for index, (_, _, W, b, act, drop) in enumerate(layers):
+            z = F.linear(h, W, b)
+            if index == last:
                 saved.append((h, None, None, None))
-                h = z
-                continue
+                return z, saved
             out = z if act[0] is None else act[0](z)
             mask = None
-            if drop is not None and drop.p > 0:
+            if drop is not None:
                 keep = 1.0 - drop.p
                 mask = torch.empty_like(out).bernoulli_(keep, generator=drop.generator).div_(keep)
-                saved.append((h, z, out, mask))
-                out = out * mask
-            else:
-                saved.append((h, z, out, None))
-            h = out
-        per_sample = loss.value(h, yb)
-        g = loss.grad(h, yb)
+            saved.append((h, z, out, mask))
+            h = out if mask is None else out * mask
+        raise AssertionError("unreachable: the last layer returns")
+
+    def step(xb, yb, wb):
+        out, saved = forward(xb)
+        per_sample = loss.value(out, yb)
+        g = loss.grad(out, yb)
         if wb is None:
             value = per_sample.mean()
             g.div_(g.shape[0])
@@ -137,18 +141,21 @@ def plan(module, loss):
             scale = wb / wb.sum()
             value = (per_sample * scale).sum()
             g.mul_(scale[:, None])
-        for index in range(len(blocks) - 1, -1, -1):
-            linear, act, _ = blocks[index]
+        for index in range(last, -1, -1):
+            weight, bias, W, _, _, _ = layers[index]
             h_in = saved[index][0]
-            linear.weight.grad = g.t() @ h_in
-            linear.bias.grad = g.sum(dim=0)
+            if weight.grad is None:
+                weight.grad, bias.grad = g.t() @ h_in, g.sum(dim=0)
+            else:
+                torch.mm(g.t(), h_in, out=weight.grad)
+                torch.sum(g, dim=0, out=bias.grad)
             if index == 0:
                 break
-            g = g @ linear.weight
+            g = g @ W
             _, z_prev, h_prev, mask = saved[index - 1]
             if mask is not None:
                 g.mul_(mask)
-            grad_fn = blocks[index - 1][1][1]
+            grad_fn = layers[index - 1][4][1]
             if grad_fn is not None:
                 g = grad_fn(g, z_prev, h_prev)
         return value

@@ -16,18 +16,20 @@ import torch
 
 class _Optimizer:
     def __init__(self, decay, no_decay, *, lr, weight_decay):
-        self.params = list(decay) + list(no_decay)
+        # Detached views: in-place updates without autograd tracking or no_grad.
+        self.params = [p.detach() for p in list(decay) + list(no_decay)]
+        self.leaves = list(decay) + list(no_decay)
         self.n_decay = len(decay)
         self.lr = lr
         self.weight_decay = weight_decay
         self.step_count = 0
 
     def zero_grad(self):
-        for p in self.params:
+        for p in self.leaves:
             p.grad = None
 
     def _grads(self):
-        return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.leaves]
 
     def _couple_decay(self, grads):
         """grad += weight_decay * w for the weight matrices (new tensors)."""
@@ -43,7 +45,7 @@ class _Optimizer:
 
     def load_state_dict(self, state):
         self.step_count = state["step"]
-        self._set_buffers([[t.to(p.device, p.dtype) for t, p in zip(buf, self.params)]
+        self._set_buffers([[t.to(p.device, p.dtype).clone() for t, p in zip(buf, self.params)]
                            for buf in state["buffers"]])
 
 
@@ -56,7 +58,6 @@ class SGD(_Optimizer):
         self.nesterov = nesterov and momentum > 0
         self.buf = None
 
-    @torch.no_grad()
     def step(self):
         grads = self._couple_decay(self._grads())
         self.step_count += 1
@@ -90,7 +91,6 @@ class Adam(_Optimizer):
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
-    @torch.no_grad()
     def step(self):
         grads = self._grads()
         if self.decoupled:

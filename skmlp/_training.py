@@ -130,10 +130,11 @@ def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progre
     """One pass over the data; returns the epoch's mean training loss (tensor)."""
     X, Y, W = data
     n = Y.shape[0]
-    if n <= config.batch_size and isinstance(X, torch.Tensor):
-        # One batch: no permutation, no copies. A shuffle would only reorder
-        # the sum inside the loss.
-        loss = train_step(module, optimizer, loss_fn, X, Y, W, fast)
+    if n <= config.batch_size:
+        # One batch: no permutation, no copies (sparse X: densified in order).
+        # A shuffle would only reorder the sum inside the loss.
+        xb = X if isinstance(X, torch.Tensor) else X.slice(0, n)
+        loss = train_step(module, optimizer, loss_fn, xb, Y, W, fast)
         if progress is not None:
             progress.update(n)
         return loss
