@@ -21,6 +21,7 @@ from ._data import as_training_input, check_X, compute_dtype, iter_batches, reso
 from ._lbfgs import fit_lbfgs
 from ._network import build_mlp, set_dropout_generator
 from ._params import hidden_dims_tuple, validate_params
+from ._threads import limit_torch_threads
 from ._training import TrainConfig, TrainState, fit_loop, restore
 
 
@@ -107,6 +108,7 @@ class BaseMLPTorch(BaseEstimator):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @limit_torch_threads
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
         validate_params(self)
         reset = not (hasattr(self, "module_") and (incremental or self.warm_start))
@@ -283,6 +285,7 @@ class BaseMLPTorch(BaseEstimator):
             )
 
     # -------------------------------------------------------------- predict
+    @limit_torch_threads
     def _forward(self, X, transform):
         """Raw network outputs of X, batch by batch, through ``transform``."""
         check_is_fitted(self, "module_")
