@@ -14,8 +14,38 @@ TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PREDICT_BATCH_ELEMENTS = 1 << 20  # ~8 MB of float64 input per predict batch
 
 
+_ENCODE_HINT = (
+    "skmlp needs numeric features: encode text or categorical columns first, e.g. "
+    "with sklearn.preprocessing.OneHotEncoder or OrdinalEncoder inside a "
+    "ColumnTransformer."
+)
+
+
+def non_numeric_columns(X):
+    """Names of the non-numeric, non-bool columns of a pandas or polars DataFrame.
+
+    pandas ``object`` columns are left to ``validate_data``: they may hold
+    numbers, which scikit-learn converts (text in them fails there, with the
+    same hint).
+    """
+    module = type(X).__module__.split(".")[0]
+    if module == "pandas" and hasattr(X, "columns"):
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        return [f"{name!r} ({dt})" for name, dt in X.dtypes.items()
+                if not (is_numeric_dtype(dt) or is_bool_dtype(dt) or dt == object)]
+    if module == "polars" and hasattr(X, "schema"):
+        return [f"{name!r} ({dt})" for name, dt in X.schema.items()
+                if not (dt.is_numeric() or str(dt) == "Boolean")]
+    return []
+
+
 def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
     """``validate_data`` with floats kept as they are and clearer type errors."""
+    bad = non_numeric_columns(X)
+    if bad:
+        shown = ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else "")
+        raise ValueError(f"X has {len(bad)} non-numeric column(s): {shown}. {_ENCODE_HINT}")
     try:
         return validate_data(
             estimator,
@@ -28,12 +58,9 @@ def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
         )
     except ValueError as exc:
         text = str(exc)
-        if "could not convert" in text or "Unable to convert" in text or "dtype='numeric'" in text:
-            raise ValueError(
-                f"{text}\nskmlp needs numeric features: encode text or categorical "
-                "columns first, e.g. with sklearn.preprocessing.OneHotEncoder or "
-                "OrdinalEncoder inside a ColumnTransformer."
-            ) from exc
+        if any(s in text for s in ("could not convert", "Unable to convert",
+                                    "dtype='numeric'", "Cannot cast")):
+            raise ValueError(f"{text}\n{_ENCODE_HINT}") from exc
         raise
 
 
