@@ -17,8 +17,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import (PREDICT_BATCH_ELEMENTS, as_training_input, check_X, compute_dtype,
-                    iter_batches, resolve_device, to_tensor)
+from ._data import (PREDICT_BATCH_ELEMENTS, TORCH_DTYPES, as_training_input, check_X,
+                    compute_dtype, iter_batches, resolve_device, to_tensor)
 from ._lbfgs import fit_lbfgs
 from ._network import build_mlp, set_dropout_generator
 from ._params import hidden_dims_tuple, validate_params
@@ -310,27 +310,42 @@ class BaseMLPTorch(BaseEstimator):
         return out
 
     # ------------------------------------------------------------- pickling
+    # Torch objects are stored as numpy arrays copied from CPU tensors (and the
+    # dtype as a string), so a pickle never holds device tensors and skops,
+    # which knows numpy but not torch, can save the estimator too.
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
         module = state.pop("module_", None)
         if module is not None:
             param = next(module.parameters())
             state["_module_device"] = str(param.device)
-            state["_module_state"] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+            state["_module_state"] = {k: _to_numpy(v) for k, v in module.state_dict().items()}
         if "_state" in state:
             train_state = state["_state"]
-            state["_state"] = TrainState(**{**train_state.__dict__,
-                                            "optimizer_state": _to_cpu(train_state.optimizer_state),
-                                            "best_weights": None})
+            optimizer_state = _to_numpy(train_state.optimizer_state)
+            state["_state"] = TrainState(**{**train_state.__dict__, "best_weights": None,
+                                            "optimizer_state": optimizer_state})
+        if "_rng_state" in state:
+            state["_rng_state"] = _to_numpy(state["_rng_state"])
+        if "_arch" in state:
+            dtype = str(state["_arch"]["dtype"]).split(".")[-1]  # torch.float32 -> "float32"
+            state["_arch"] = {**state["_arch"], "dtype": dtype}
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
         module_state = state.pop("_module_state", None)
         device = state.pop("_module_device", "cpu")
+        if "_arch" in state and isinstance(state["_arch"]["dtype"], str):
+            state["_arch"] = {**state["_arch"], "dtype": TORCH_DTYPES[state["_arch"]["dtype"]]}
+        if "_rng_state" in state:
+            state["_rng_state"] = _to_torch(state["_rng_state"])
+        if "_state" in state:
+            state["_state"].optimizer_state = _to_torch(state["_state"].optimizer_state)
         super().__setstate__(state)
         if module_state is not None:
             module = build_mlp(**self._arch, generator=torch.Generator().manual_seed(0))
-            module.load_state_dict(module_state)
+            module.load_state_dict({k: _to_torch(v) for k, v in module_state.items()})
             self.module_ = module.to(_available(device)).eval()
 
 
@@ -342,11 +357,23 @@ def _available(device):
         return torch.device("cpu")
 
 
-def _to_cpu(obj):
+def _to_numpy(obj):
+    """Tensors (nested in dicts, lists, tuples) as numpy copies made on the CPU."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
+        return obj.detach().cpu().numpy().copy()
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        return {k: _to_numpy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(_to_numpy(v) for v in obj)
+    return obj
+
+
+def _to_torch(obj):
+    """The inverse of ``_to_numpy`` (tensors from older pickles pass through)."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.array(obj))
+    if isinstance(obj, dict):
+        return {k: _to_torch(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_torch(v) for v in obj)
     return obj

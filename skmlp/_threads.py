@@ -22,8 +22,8 @@ Outside joblib workers nothing changes: a plain ``fit`` uses torch's setting.
 
 Torch's count is per thread for its OpenMP backend, but a change also sets
 the default that new threads start from. The first fit to enter records the
-value and every fit that lowered it puts that value back on exit, so neither the caller's thread nor threads
-started later see a changed count.
+value and every fit that lowered it puts that value back on exit, so neither
+the caller's thread nor threads started later see a changed count.
 """
 
 import functools

@@ -70,8 +70,9 @@ def test_grid_search_parallel():
 
 
 def test_randomized_and_halving_search_parallel():
-    rs = RandomizedSearchCV(small_clf(), {"lr": loguniform(1e-3, 3e-2), "hidden_dims": [(4,), (8,)]},
-                            n_iter=3, cv=3, n_jobs=2, random_state=0).fit(X, Y)
+    space = {"lr": loguniform(1e-3, 3e-2), "hidden_dims": [(4,), (8,)]}
+    rs = RandomizedSearchCV(small_clf(), space, n_iter=3, cv=3, n_jobs=2,
+                            random_state=0).fit(X, Y)
     assert len(rs.cv_results_["params"]) == 3 and rs.best_score_ > 0.5
     hs = HalvingGridSearchCV(small_clf(), {"lr": [1e-3, 3e-3, 1e-2, 3e-2]}, cv=3, factor=2,
                              resource="max_iter", min_resources=5, max_resources=20,
@@ -100,7 +101,8 @@ def test_sample_weight_routed_through_pipeline_and_search():
         pipe.fit(X, Y, sample_weight=w)
         # Class 1 carried no weight, so the network learned to predict (almost) only 0.
         assert np.mean(pipe.predict(X) == 1) < 0.05
-        unweighted = make_pipeline(StandardScaler(), small_clf().set_fit_request(sample_weight=True))
+        unweighted = make_pipeline(StandardScaler(),
+                                   small_clf().set_fit_request(sample_weight=True))
         assert set(unweighted.fit(X, Y).predict(X)) == {0, 1}
 
         # Routed to fit and (weighted accuracy) to score in every CV split.

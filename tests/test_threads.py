@@ -85,7 +85,9 @@ def _in_loky_worker():
 
 def test_loky_worker_uses_inner_limit():
     # loky gives each of its n_jobs workers OMP_NUM_THREADS = cpu_count // n_jobs.
-    (seen, after), = Parallel(n_jobs=2, backend="loky")(delayed(_in_loky_worker)() for _ in range(1))
+    ((seen, after),) = Parallel(n_jobs=2, backend="loky")(
+        delayed(_in_loky_worker)() for _ in range(1)
+    )
     expected = min(2, max(1, cpu_count() // 2))
     assert seen[:-1] == [expected, expected] and seen[-1] is True
     assert after == 2
