@@ -1,8 +1,19 @@
-"""skmlp: scikit-learn MLP estimators whose network and training run in PyTorch."""
+"""skmlp: scikit-learn MLP estimators whose network and training run in PyTorch.
+
+``LossCurveDisplay`` and ``to_onnx`` import matplotlib / onnx only when used.
+"""
 
 from ._classifier import MLPTorchClassifier
+from ._display import LossCurveDisplay
+from ._onnx import to_onnx
 from ._regressor import MLPTorchRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["MLPTorchClassifier", "MLPTorchRegressor", "__version__"]
+__all__ = [
+    "LossCurveDisplay",
+    "MLPTorchClassifier",
+    "MLPTorchRegressor",
+    "to_onnx",
+    "__version__",
+]

@@ -17,7 +17,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import PREDICT_BATCH_ELEMENTS, as_training_input, check_X, compute_dtype, iter_batches, resolve_device, to_tensor
+from ._data import (PREDICT_BATCH_ELEMENTS, TORCH_DTYPES, as_training_input, check_X,
+                    compute_dtype, iter_batches, resolve_device, to_tensor)
 from ._lbfgs import fit_lbfgs
 from ._network import build_mlp, set_dropout_generator
 from ._params import hidden_dims_tuple, validate_params
@@ -262,7 +263,11 @@ class BaseMLPTorch(BaseEstimator):
     def _validation_score(self, module, val_data):
         X, Y, W = val_data
         module.eval()
-        out = module(X) if isinstance(X, torch.Tensor) else module(X.take(torch.arange(Y.shape[0])))
+        if isinstance(X, torch.Tensor):
+            out = module(X)
+        else:  # sparse: densify the validation rows a batch at a time
+            step = max(1, PREDICT_BATCH_ELEMENTS // max(1, X.shape[1]))
+            out = torch.cat([module(X.slice(i, i + step)) for i in range(0, Y.shape[0], step)])
         module.train()
         return float(self._score_tensor(out, Y, W))
 
@@ -318,6 +323,9 @@ class BaseMLPTorch(BaseEstimator):
         return out
 
     # ------------------------------------------------------------- pickling
+    # Torch objects are stored as numpy arrays copied from CPU tensors (and the
+    # dtype as a string), so a pickle never holds device tensors and skops,
+    # which knows numpy but not torch, can save the estimator too.
     def __getstate__(self):
         # Tensors become numpy arrays (and the dtype a string) so that the state
         # holds only numpy and builtins: pickle, joblib and skops can all store it.
@@ -363,9 +371,9 @@ def _available(device):
 
 
 def _to_numpy(obj):
-    """Tensors (in dicts, lists, tuples) as numpy arrays on the CPU."""
+    """Tensors (nested in dicts, lists, tuples) as numpy copies made on the CPU."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().numpy()
+        return obj.detach().cpu().numpy().copy()
     if isinstance(obj, dict):
         return {k: _to_numpy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

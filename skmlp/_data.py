@@ -24,7 +24,8 @@ HINTS = (
     (("Complex data",), "skmlp needs real numbers in X and y: pass the real and imaginary parts "
      "as separate features, e.g. np.column_stack([X.real, X.imag])."),
     (("could not convert", "Unable to convert", "dtype='numeric'",
-      "must be a string or a real number", "must be a string or a number"), NUMERIC_HINT),
+      "must be a string or a real number", "must be a string or a number", "Cannot cast"),
+     NUMERIC_HINT),
     (("contains infinity", "contains NaN"), "skmlp needs finite numbers: drop or impute "
      "missing values (e.g. sklearn.impute.SimpleImputer in a Pipeline) and replace or "
      "clip infinite ones (e.g. np.nan_to_num) first."),
@@ -45,8 +46,31 @@ def with_hint(exc):
     return exc
 
 
+def non_numeric_columns(X):
+    """Names of the non-numeric, non-bool columns of a pandas or polars DataFrame.
+
+    pandas ``object`` columns are left to ``validate_data``: they may hold
+    numbers, which scikit-learn converts (text in them fails there, with the
+    same hint).
+    """
+    module = type(X).__module__.split(".")[0]
+    if module == "pandas" and hasattr(X, "columns"):
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        return [f"{name!r} ({dt})" for name, dt in X.dtypes.items()
+                if not (is_numeric_dtype(dt) or is_bool_dtype(dt) or dt == object)]
+    if module == "polars" and hasattr(X, "schema"):
+        return [f"{name!r} ({dt})" for name, dt in X.schema.items()
+                if not (dt.is_numeric() or str(dt) == "Boolean")]
+    return []
+
+
 def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
     """``validate_data`` with floats kept as they are and clearer errors."""
+    bad = non_numeric_columns(X)
+    if bad:
+        shown = ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else "")
+        raise ValueError(f"X has {len(bad)} non-numeric column(s): {shown}. {NUMERIC_HINT}")
     try:
         return validate_data(
             estimator,

@@ -1,52 +1,122 @@
-"""torch's intra-op thread count, chosen per call and always restored.
+"""torch's intra-op thread count, chosen per fit / predict and always restored.
 
-Small networks run fastest on one thread: OpenMP's fork/join costs more than
-the tiny GEMMs gain, and when the cores are shared (GridSearchCV workers, other
-processes) spinning OpenMP threads make a fit many times slower. Large ones
-use the threads torch already has. The count is set with a process-wide
-reference count so concurrent calls (predict from several Python threads)
-restore the caller's original value exactly once, when the last one leaves.
+Two limits, the smaller wins:
+
+* **Problem size.** Small networks run fastest on one thread: OpenMP's
+  fork/join costs more than tiny GEMMs gain, and when the cores are shared
+  (other processes, parallel searches) spinning OpenMP threads made a
+  300-row fit 25x slower here. Steps below ``SINGLE_THREAD_MACS``
+  multiply-adds use one thread.
+* **joblib workers.** ``GridSearchCV(n_jobs=k)`` runs fits in loky worker
+  processes (which get ``OMP_NUM_THREADS = cpu_count // k``), in threads
+  (``backend="threading"``) or on Dask workers. Inside a worker the limit is
+  the ``OMP_NUM_THREADS`` that joblib or Dask put into its environment, and in
+  a worker *thread* ``cpu_count() // n`` where ``n`` is the number of skmlp
+  fits running in worker threads at that moment (at least 2: joblib runs
+  ``n_jobs=1`` in the caller's thread, so a worker thread always has a sibling).
+
+Outside workers, a large fit uses torch's own setting. torch's OpenMP count is
+per thread, but changing it also sets the default that new threads start
+from: the first call to enter records the value, and every call that lowered
+it puts that value back on exit (also when it raises), so neither the caller's
+thread nor threads started later see a changed count.
 """
 
+import os
 import threading
-from contextlib import contextmanager
 
 import torch
+from joblib import cpu_count
+from joblib.parallel import get_active_backend
 
-# Multiply-accumulates per step below which one thread is faster (measured on
-# a 2-core Zen5 box: about where a 2-thread GEMM starts to pay off).
+# Multiply-adds per training step (forward + backward) below which one thread
+# is faster; about where a 2-thread GEMM starts to pay off on a 2-core Zen5.
 SINGLE_THREAD_MACS = 20_000_000
 
 _lock = threading.Lock()
-_depth = 0
-_saved = None
-
-
-def threads_for(macs_per_step):
-    """The thread count for a step costing ``macs_per_step`` multiply-adds."""
-    return 1 if macs_per_step < SINGLE_THREAD_MACS else None
-
-
-@contextmanager
-def torch_threads(n_threads):
-    """Run the block with at most ``n_threads`` torch threads (None: unchanged)."""
-    global _depth, _saved
-    with _lock:
-        if _depth == 0:
-            _saved = torch.get_num_threads()
-        _depth += 1
-        if n_threads is not None and n_threads < torch.get_num_threads():
-            torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0 and torch.get_num_threads() != _saved:
-                torch.set_num_threads(_saved)
+_active = 0  # calls currently inside ``torch_threads`` (any thread)
+_threaded = 0  # of those, how many run in joblib worker threads
+_outer = None  # torch's thread count before the first of them entered
 
 
 def macs(arch, rows):
     """Multiply-adds of one forward pass of ``rows`` rows through ``arch``."""
     widths = [arch["n_inputs"], *arch["hidden_dims"], arch["n_outputs"]]
     return rows * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def threads_for(macs_per_step):
+    """The size limit for a step of ``macs_per_step`` multiply-adds (None: none)."""
+    return 1 if macs_per_step < SINGLE_THREAD_MACS else None
+
+
+def in_joblib_worker():
+    """True inside a task run by joblib (``Parallel``) or a backend such as Dask."""
+    backend, _ = get_active_backend()
+    return (getattr(backend, "nesting_level", None) or 0) >= 1
+
+
+def _env_limit():
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    try:
+        return max(1, int(value.split(",")[0]))
+    except ValueError:
+        return None
+
+
+def _worker_limit(in_thread, n_threaded):
+    """The limit inside a joblib worker (None: none)."""
+    limits = [] if _env_limit() is None else [_env_limit()]
+    if in_thread:
+        limits.append(max(1, cpu_count() // max(2, n_threaded)))
+    return min(limits) if limits else None
+
+
+def _default_for_new_threads():
+    """torch's count as a newly started thread sees it (the process default)."""
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    reader.start()
+    reader.join()
+    return seen[0]
+
+
+class torch_threads:
+    """Context manager: run the block with at most ``n_threads`` torch threads
+    (``None``: no size limit), and within a joblib worker's share."""
+
+    def __init__(self, n_threads=None):
+        self.n_threads = n_threads
+
+    def __enter__(self):
+        global _active, _threaded, _outer
+        worker = in_joblib_worker()
+        self.threaded = worker and threading.current_thread() is not threading.main_thread()
+        with _lock:
+            current = torch.get_num_threads()
+            if _active == 0:
+                # A worker thread may have started while an earlier fit had
+                # lowered the default; its own count is then not the one to restore.
+                main = threading.current_thread() is threading.main_thread()
+                _outer = current if main else _default_for_new_threads()
+            _active += 1
+            _threaded += self.threaded
+            limits = [] if self.n_threads is None else [self.n_threads]
+            if worker:
+                limit = _worker_limit(self.threaded, _threaded)
+                limits += [] if limit is None else [limit]
+            self.changed = bool(limits) and min(limits) < current
+            if self.changed:
+                torch.set_num_threads(min(limits))
+        return self
+
+    def __exit__(self, *exc):
+        global _active, _threaded, _outer
+        with _lock:
+            _active -= 1
+            _threaded -= self.threaded
+            if self.changed:
+                torch.set_num_threads(_outer)
+            if _active == 0:
+                _outer = None
+        return False

@@ -90,7 +90,8 @@ BAD_INPUTS = {
                    ValueError, r"could not convert.*" + NUMERIC),
     "string column in DataFrame": (lambda: reg().fit(pd.DataFrame(
         {"a": ["x"] * 20, "b": np.arange(20.0)}), Y_REG),
-        ValueError, r"could not convert string to float.*" + NUMERIC),
+        ValueError, r"(non-numeric column\(s\): 'a'|could not convert string to float).*"
+        + NUMERIC),
     "objects in X": (lambda: clf().fit(np.array([[object()] * 3] * 20, dtype=object), Y_CLASS),
                      TypeError, r"not 'object'.*" + NUMERIC),
     "dicts in X": (lambda: clf().fit(np.array([[{}] * 3] * 20, dtype=object), Y_CLASS),

@@ -1,0 +1,139 @@
+"""LossCurveDisplay: the training curve of a fitted estimator.
+
+Follows scikit-learn's Display API (``from_estimator`` / ``plot``; fitted
+artists in attributes ending with ``_``). matplotlib is imported only when
+plotting (``pip install skmlp[plot]``).
+"""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "LossCurveDisplay needs matplotlib: pip install 'skmlp[plot]'"
+        ) from exc
+    return plt
+
+
+class LossCurveDisplay:
+    """Training loss (and validation score) per epoch.
+
+    Create it with :meth:`from_estimator`; the constructor only stores data.
+    The validation score (present with ``early_stopping=True``) is drawn on a
+    twin y-axis, since it is on another scale (accuracy or R²).
+
+    Parameters
+    ----------
+    loss_curve : array-like of shape (n_epochs,)
+        Mean training loss of every epoch.
+    validation_scores : array-like of shape (n_epochs,), default=None
+        Validation score of every epoch, or None.
+    estimator_name : str, default=None
+        Name used in the legend.
+
+    Attributes
+    ----------
+    line_ : matplotlib Line2D
+        The training-loss line.
+    lines_ : list of matplotlib Line2D
+        All lines drawn: the loss, then the validation score if any.
+    ax_ : matplotlib Axes
+        The axes of the loss.
+    ax_val_ : matplotlib Axes or None
+        The twin axes of the validation score (None without one).
+    figure_ : matplotlib Figure
+        The figure holding the axes.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_iris
+    >>> from skmlp import LossCurveDisplay, MLPTorchClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = MLPTorchClassifier((16,), max_iter=30, early_stopping=True,
+    ...                          random_state=0).fit(X, y)
+    >>> disp = LossCurveDisplay.from_estimator(clf)
+    >>> len(disp.lines_)
+    2
+    """
+
+    def __init__(self, loss_curve, validation_scores=None, *, estimator_name=None):
+        self.loss_curve = loss_curve
+        self.validation_scores = validation_scores
+        self.estimator_name = estimator_name
+
+    @classmethod
+    def from_estimator(cls, estimator, *, ax=None, name=None, loss_kwargs=None,
+                       validation_kwargs=None):
+        """Plot the loss curve of a fitted skmlp estimator.
+
+        Parameters
+        ----------
+        estimator : MLPTorchClassifier or MLPTorchRegressor
+            A fitted estimator (``loss_curve_``, ``validation_scores_``).
+        ax : matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
+        name : str, default=None
+            Legend name; the estimator's class name when None.
+        loss_kwargs, validation_kwargs : dict, default=None
+            Passed to ``ax.plot`` for the loss and the validation line.
+
+        Returns
+        -------
+        display : LossCurveDisplay
+        """
+        check_is_fitted(estimator, "loss_curve_")
+        display = cls(
+            estimator.loss_curve_,
+            getattr(estimator, "validation_scores_", None),
+            estimator_name=name or type(estimator).__name__,
+        )
+        return display.plot(ax=ax, loss_kwargs=loss_kwargs,
+                            validation_kwargs=validation_kwargs)
+
+    def plot(self, ax=None, *, name=None, loss_kwargs=None, validation_kwargs=None):
+        """Draw the curves.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Axes to draw on; a new figure when None.
+        name : str, default=None
+            Legend name; ``estimator_name`` when None.
+        loss_kwargs, validation_kwargs : dict, default=None
+            Passed to ``ax.plot`` for the loss and the validation line.
+
+        Returns
+        -------
+        display : LossCurveDisplay
+            ``self``, with the fitted artists set.
+        """
+        plt = _pyplot()
+        if ax is None:
+            _, ax = plt.subplots()
+        name = name or self.estimator_name
+        loss = np.asarray(self.loss_curve, dtype=float)
+        epochs = np.arange(1, loss.shape[0] + 1)
+        label = "training loss" if name is None else f"{name} training loss"
+        (self.line_,) = ax.plot(epochs, loss, **{"label": label, **(loss_kwargs or {})})
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        self.lines_ = [self.line_]
+        self.ax_val_ = None
+        if self.validation_scores is not None:
+            scores = np.asarray(self.validation_scores, dtype=float)
+            self.ax_val_ = ax.twinx()
+            kwargs = {"label": "validation score", "color": "C1", **(validation_kwargs or {})}
+            (val_line,) = self.ax_val_.plot(np.arange(1, scores.shape[0] + 1), scores,
+                                            **kwargs)
+            self.ax_val_.set_ylabel("validation score")
+            self.lines_.append(val_line)
+        ax.legend(self.lines_, [line.get_label() for line in self.lines_], loc="best")
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        return self
