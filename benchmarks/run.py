@@ -57,7 +57,7 @@ def skmlp_model(task, hidden, batch, epochs, dtype, device="cpu"):
 
 def sklearn_model(task, hidden, batch, epochs):
     cls = MLPClassifier if task == "clf" else MLPRegressor
-    return cls(hidden, batch_size=batch, max_iter=epochs, alpha=0.0, tol=0.0,
+    return cls(hidden_layer_sizes=hidden, batch_size=batch, max_iter=epochs, alpha=0.0, tol=0.0,
                n_iter_no_change=epochs + 1, random_state=0)
 
 

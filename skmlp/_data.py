@@ -11,7 +11,7 @@ import torch
 from sklearn.utils.validation import validate_data
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-PREDICT_BATCH_ELEMENTS = 1 << 20  # ~8 MB of float64 input per predict batch
+PREDICT_BATCH_ELEMENTS = 1 << 21  # ~16 MB of float64 input per predict batch
 
 
 NUMERIC_HINT = (

@@ -59,36 +59,17 @@ print(f"test accuracy after {full.n_iter_} epochs without it: "
 # worse on the test set.
 # The right-hand panel is the model trained for all epochs.
 #
-# .. note::
-#    The plotting function below uses matplotlib directly. It is meant to be
-#    replaced by ``skmlp.LossCurveDisplay`` once that display is available.
+# :class:`skmlp.LossCurveDisplay` draws the training loss and, on a twin axis,
+# the validation score of a fitted estimator.
 import matplotlib.pyplot as plt
 
-
-def plot_loss_curves(estimator, ax):
-    """Training loss (left axis) and validation score (right axis) per epoch.
-
-    Stand-in for ``LossCurveDisplay.from_estimator(estimator, ax=ax)``.
-    """
-    epochs = range(1, len(estimator.loss_curve_) + 1)
-    ax.plot(epochs, estimator.loss_curve_, color="tab:blue", label="training loss")
-    ax.set(xlabel="epoch", ylabel="training loss (log-loss)", yscale="log")
-    if estimator.validation_scores_ is not None:
-        ax2 = ax.twinx()
-        ax2.plot(epochs, estimator.validation_scores_, color="tab:orange",
-                 label="validation accuracy")
-        ax2.set_ylabel("validation accuracy")
-        lines = ax.get_lines() + ax2.get_lines()
-        ax.legend(lines, [line.get_label() for line in lines], loc="upper center",
-                  fontsize=8)
-    return ax
-
+from skmlp import LossCurveDisplay
 
 fig, (ax_early, ax_full) = plt.subplots(1, 2, figsize=(9, 3.6))
-plot_loss_curves(early, ax_early)
+LossCurveDisplay.from_estimator(early, ax=ax_early)
 ax_early.axvline(best_epoch, color="gray", linestyle="--", linewidth=1)
 ax_early.set_title(f"early stopping (dashed: best epoch, {best_epoch})", fontsize=10)
-plot_loss_curves(full, ax_full)
+LossCurveDisplay.from_estimator(full, ax=ax_full)
 ax_full.set_title(f"no early stopping ({full.n_iter_} epochs)", fontsize=10)
 fig.tight_layout()
 plt.show()
