@@ -65,6 +65,13 @@ def non_numeric_columns(X):
     return []
 
 
+def _all_float32_polars(X):
+    """A polars DataFrame of Float32 columns (scikit-learn would make it float64)."""
+    if type(X).__module__.split(".")[0] != "polars" or not hasattr(X, "schema"):
+        return False
+    return len(X.schema) > 0 and all(str(dt) == "Float32" for dt in X.schema.values())
+
+
 def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
     """``validate_data`` with floats kept as they are and clearer errors."""
     bad = non_numeric_columns(X)
@@ -78,7 +85,7 @@ def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
             y,
             reset=reset,
             accept_sparse=["csr", "csc"],
-            dtype=(np.float64, np.float32),
+            dtype=np.float32 if _all_float32_polars(X) else (np.float64, np.float32),
             **kwargs,
         )
     except (ValueError, TypeError) as exc:

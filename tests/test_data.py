@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import polars as pl
+import torch
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
@@ -102,6 +103,16 @@ def test_polars_dataframe_matches_pandas():
     assert_allclose(est.predict_proba(pdf), clf().fit(df, Y_BIN).predict_proba(df))
     with pytest.raises(ValueError, match="feature names should match"):
         est.predict(pdf.rename({"a": "z"}))
+
+
+def test_float32_polars_and_pandas_keep_float32():
+    df = frame().astype("float32")
+    for X in (df, pl.from_pandas(df)):
+        est = clf().fit(X, Y_BIN)
+        assert next(est.module_.parameters()).dtype == torch.float32
+        assert est.predict_proba(X).dtype == np.float32
+    mixed = pl.from_pandas(frame().astype({"a": "float32"}))  # float32 + float64: float64
+    assert clf().fit(mixed, Y_BIN).predict_proba(mixed).dtype == np.float64
 
 
 @pytest.mark.parametrize(
