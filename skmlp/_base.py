@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._data import (PREDICT_BATCH_ELEMENTS, TORCH_DTYPES, as_training_input, check_X,
                     compute_dtype, iter_batches, resolve_device, to_tensor)
+from ._fastpath import inference
 from ._lbfgs import fit_lbfgs
 from ._network import build_mlp, set_dropout_generator
 from ._params import hidden_dims_tuple, validate_params
@@ -314,8 +315,11 @@ class BaseMLPTorch(BaseEstimator):
         module.eval()
         rows = min(X.shape[0], PREDICT_BATCH_ELEMENTS // max(X.shape[1], 1))
         with torch.inference_mode(), torch_threads(threads_for(macs(self._arch, rows))):
+            forward = inference(module)
             for xb in iter_batches(X, param.dtype, param.device):
-                yb = transform(module(xb)).cpu().numpy()
+                yb = transform(forward(xb)).cpu().numpy()
+                if yb.shape[0] == X.shape[0]:
+                    return yb  # one batch: no copy into a second output array
                 if out is None:
                     out = np.empty((X.shape[0],) + yb.shape[1:], dtype=yb.dtype)
                 out[start : start + yb.shape[0]] = yb

@@ -76,3 +76,19 @@ def test_unsupported_modules_fall_back_to_autograd():
     assert plan(with_norm, L.MULTICLASS) is None
     assert plan(nn.Sequential(nn.Linear(3, 2), nn.Softplus()), L.BINARY) is None
     assert plan(build_mlp(4, (8,), 2, generator=gen), lambda out, y: out.sum(1)) is None
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_inference_forward_equals_module_and_leaves_input(activation):
+    from skmlp._fastpath import inference
+
+    gen = torch.Generator().manual_seed(0)
+    module = build_mlp(5, (7, 6), 3, activation=activation, dropout=0.3,
+                       dtype=torch.float64, generator=gen).eval()
+    X = torch.randn(11, 5, generator=gen, dtype=torch.float64)
+    before = X.clone()
+    with torch.inference_mode():
+        torch.testing.assert_close(inference(module)(X), module(X), rtol=0, atol=0)
+    assert torch.equal(X, before)
+    with_norm = build_mlp(4, (8,), 2, batch_norm=True, generator=gen)
+    assert inference(with_norm) is with_norm
