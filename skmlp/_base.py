@@ -17,8 +17,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import (PREDICT_BATCH_ELEMENTS, TORCH_DTYPES, as_training_input, check_X,
-                    compute_dtype, iter_batches, resolve_device, to_tensor)
+from ._data import (TORCH_DTYPES, as_training_input, batch_rows, check_X, compute_dtype,
+                    iter_batches, resolve_device, to_tensor)
 from ._fastpath import inference
 from ._lbfgs import fit_lbfgs
 from ._network import build_mlp, set_dropout_generator
@@ -120,6 +120,12 @@ class BaseMLPTorch(BaseEstimator):
         Y, target_weights = self._encode_targets(y, reset=reset, classes=classes)
         if target_weights is not None:
             weights = target_weights if weights is None else weights * target_weights
+            if np.any(weights < 0) or not np.any(weights > 0) or not np.all(np.isfinite(weights)):
+                raise ValueError(
+                    "class_weight (times sample_weight) must give finite, non-negative "
+                    "weights that are not all zero; got class_weight="
+                    f"{self.class_weight!r}. Use positive class weights, e.g. 'balanced'."
+                )
         device = resolve_device(self.device)
         if reset:
             self._start(X, device)
@@ -260,16 +266,23 @@ class BaseMLPTorch(BaseEstimator):
 
         return call
 
+    def _widths(self):
+        arch = self._arch
+        return [arch["n_inputs"], *arch["hidden_dims"], arch["n_outputs"]]
+
     @torch.no_grad()
     def _validation_score(self, module, val_data):
+        """The validation score, with the forward pass in predict-sized batches."""
         X, Y, W = val_data
+        step = batch_rows(self._widths())
         module.eval()
-        if isinstance(X, torch.Tensor):
-            out = module(X)
-        else:  # sparse: densify the validation rows a batch at a time
-            step = max(1, PREDICT_BATCH_ELEMENTS // max(1, X.shape[1]))
-            out = torch.cat([module(X.slice(i, i + step)) for i in range(0, Y.shape[0], step)])
+        parts = []
+        for start in range(0, Y.shape[0], step):
+            stop = min(start + step, Y.shape[0])
+            xb = X[start:stop] if isinstance(X, torch.Tensor) else X.slice(start, stop)
+            parts.append(module(xb))
         module.train()
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
         return float(self._score_tensor(out, Y, W))
 
     def _finish(self, reason, incremental):
@@ -297,10 +310,19 @@ class BaseMLPTorch(BaseEstimator):
                 ConvergenceWarning,
             )
         elif reason == "max_iter" and not incremental:
+            solver = "lbfgs" if self.optimizer == "lbfgs" else "Stochastic Optimizer"
             warnings.warn(
-                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
-                "the optimization hasn't converged yet.",
+                f"{solver}: Maximum iterations ({self.max_iter}) reached and the "
+                "optimization hasn't converged yet. Increase max_iter or scale the data.",
                 ConvergenceWarning,
+            )
+        elif (incremental and self.lr_schedule == "cosine"
+              and state.n_iter >= self.max_iter):
+            warnings.warn(
+                f"lr_schedule='cosine' reached lr=0 after max_iter={self.max_iter} "
+                "partial_fit calls: further calls do not change the network. Raise "
+                "max_iter or use lr_schedule='constant' for streaming.",
+                UserWarning,
             )
 
     # -------------------------------------------------------------- predict
@@ -313,10 +335,10 @@ class BaseMLPTorch(BaseEstimator):
         out = None
         start = 0
         module.eval()
-        rows = min(X.shape[0], PREDICT_BATCH_ELEMENTS // max(X.shape[1], 1))
+        rows = min(X.shape[0], batch_rows(self._widths()))
         with torch.inference_mode(), torch_threads(threads_for(macs(self._arch, rows))):
             forward = inference(module)
-            for xb in iter_batches(X, param.dtype, param.device):
+            for xb in iter_batches(X, param.dtype, param.device, rows):
                 yb = transform(forward(xb)).cpu().numpy()
                 if yb.shape[0] == X.shape[0]:
                     return yb  # one batch: no copy into a second output array

@@ -164,10 +164,16 @@ def as_training_input(X, dtype, device):
     return to_tensor(X, dtype, device)
 
 
-def iter_batches(X, dtype, device):
-    """Yield ``X`` as tensors of a bounded number of elements (for predict)."""
+def batch_rows(widths):
+    """Rows per predict batch: about ``PREDICT_BATCH_ELEMENTS`` values in the
+    widest layer (input, hidden or output), so memory does not grow with n."""
+    return max(1, PREDICT_BATCH_ELEMENTS // max(1, *widths))
+
+
+def iter_batches(X, dtype, device, rows=None):
+    """Yield ``X`` as tensors of ``rows`` rows (default: bounded by X's width)."""
     n, d = X.shape
-    rows = max(1, PREDICT_BATCH_ELEMENTS // max(d, 1))
+    rows = batch_rows([d]) if rows is None else rows
     sparse = SparseRows(X, dtype, device) if sp.issparse(X) else None
     for start in range(0, n, rows):
         stop = min(start + rows, n)

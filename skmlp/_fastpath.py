@@ -138,7 +138,7 @@ def plan(module, loss):
             value = per_sample.mean()
             g.div_(g.shape[0])
         else:
-            scale = wb / wb.sum()
+            scale = wb / wb.sum().clamp_min(torch.finfo(wb.dtype).tiny)
             value = (per_sample * scale).sum()
             g.mul_(scale[:, None])
         for index in range(last, -1, -1):

@@ -5,7 +5,9 @@ loaded when ``to_onnx`` is called (install them with ``pip install
 skmlp[onnx]``).
 """
 
+import contextlib
 import copy
+import logging
 import warnings
 
 import numpy as np
@@ -114,7 +116,7 @@ def to_onnx(estimator, X_sample, path=None, *, opset_version=None):
     transform, output, flatten = _transform(estimator)
     module = copy.deepcopy(estimator.module_).to("cpu", torch.float32).eval()
     wrapped = _WithOutputTransform(module, transform, flatten).eval()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_loggers("torch"):
         warnings.simplefilter("ignore")  # torch.export chatter (e.g. torchvision missing)
         program = torch.onnx.export(
             wrapped, (torch.from_numpy(X[:2]),), dynamo=True, verbose=False,
@@ -128,3 +130,14 @@ def to_onnx(estimator, X_sample, path=None, *, opset_version=None):
             f.write(model.SerializeToString())
     return model
 
+
+@contextlib.contextmanager
+def _quiet_loggers(name):
+    """Raise logger ``name`` to ERROR for the block, then put its level back."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

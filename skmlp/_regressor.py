@@ -192,13 +192,19 @@ default="squared_error"
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the fitted network has "
                              f"{self.n_outputs_}.")
+        elif self.loss != self._loss_at_fit:
+            raise ValueError(
+                f"loss={self.loss!r} differs from the loss the network was trained with "
+                f"({self._loss_at_fit!r}); warm_start and partial_fit continue that network. "
+                "Set warm_start=False (or use a new estimator) to change the loss."
+            )
         return np.asarray(Y, dtype=np.float64), None
 
     def _loss(self):
         return REGRESSION[self.loss]
 
     def _score_tensor(self, out, Y, W):
-        pred = torch.exp(out) if self.loss == "poisson" else out
+        pred = torch.exp(out) if self._loss_at_fit == "poisson" else out
         w = torch.ones_like(Y[:, 0]) if W is None else W
         w = w[:, None] / w.sum()
         mean = (w * Y).sum(dim=0, keepdim=True)

@@ -115,7 +115,9 @@ class torch_threads:
         with _lock:
             _active -= 1
             _threaded -= self.threaded
-            if self.changed:
+            # Also a worker thread that started while an earlier fit had lowered
+            # the default (and so never "changed" it itself) gets _outer back.
+            if self.changed or torch.get_num_threads() != _outer:
                 torch.set_num_threads(_outer)
             if _active == 0:
                 _outer = None

@@ -95,6 +95,12 @@ def take_rows(X, idx):
     return X.take(idx)
 
 
+def weight_sum(wb):
+    """A batch's weight sum, kept above 0: a batch whose weights are all zero
+    then has loss 0 and zero gradients (without a per-batch sync to skip it)."""
+    return wb.sum().clamp_min(torch.finfo(wb.dtype).tiny)
+
+
 def train_step(module, optimizer, loss_fn, xb, yb, wb, fast=None):
     """One optimizer step on one batch; returns the (detached) batch loss.
 
@@ -106,7 +112,7 @@ def train_step(module, optimizer, loss_fn, xb, yb, wb, fast=None):
         optimizer.step()
         return loss
     per_sample = loss_fn(module(xb), yb)
-    loss = per_sample.mean() if wb is None else (per_sample * wb).sum() / wb.sum()
+    loss = per_sample.mean() if wb is None else (per_sample * wb).sum() / weight_sum(wb)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

@@ -344,3 +344,27 @@ def test_unpickled_state_is_plain_data():
             assert isinstance(obj, allowed), f"{where} is a {type(obj).__name__}"
 
     walk(model.__getstate__(), "state")
+
+
+def test_predict_batches_are_sized_by_the_widest_layer(monkeypatch):
+    """One feature but 200 hidden units: the batch is bounded by the hidden width."""
+    import skmlp._base
+    import skmlp._data
+
+    monkeypatch.setattr(skmlp._data, "PREDICT_BATCH_ELEMENTS", 2000)
+    rng = np.random.RandomState(0)
+    reg = MLPTorchRegressor((200,), max_iter=1, random_state=0).fit(rng.randn(30, 1),
+                                                                      rng.randn(30))
+    rows = []
+    real = skmlp._base.inference
+
+    def spy(module):
+        forward = real(module)
+        return lambda xb: (rows.append(xb.shape[0]), forward(xb))[1]
+
+    monkeypatch.setattr(skmlp._base, "inference", spy)
+    X = rng.randn(1000, 1)
+    out = reg.predict(X)
+    assert max(rows) <= 2000 // 200 and sum(rows) == 1000
+    monkeypatch.setattr(skmlp._data, "PREDICT_BATCH_ELEMENTS", 1 << 21)
+    np.testing.assert_allclose(out, reg.predict(X))

@@ -128,3 +128,16 @@ def test_nested_and_concurrent_calls_restore_once(threads4):
         assert set(pool.map(work, range(8))) == {1}
     assert torch.get_num_threads() == 4
     assert _new_thread_count() == 4
+
+
+def test_worker_threads_end_with_the_count_they_started_with(threads4, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("skmlp._threads.cpu_count", lambda: 4)
+
+    def fit_then_count():
+        MLPTorchClassifier((16,), max_iter=3, random_state=0).fit(X, y)
+        return torch.get_num_threads()
+
+    counts = Parallel(n_jobs=2, backend="threading")(delayed(fit_then_count)() for _ in range(6))
+    assert counts == [4] * 6
+    assert torch.get_num_threads() == 4

@@ -645,3 +645,46 @@ def test_weight_decay_applies_to_weight_matrices_only(name):
             assert not torch.allclose(a, b), pname
         else:
             torch.testing.assert_close(b - a, -0.1 * 0.3 * p0.detach())
+
+
+def test_batch_with_all_zero_weights_does_not_break_the_fit():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(30, 3), rng.randn(30)
+    w = np.ones(30)
+    w[:10] = 0  # the first batch (no shuffling) has weight sum 0
+    reg = MLPTorchRegressor((4,), max_iter=5, batch_size=10, shuffle=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message=".*Maximum iterations")
+        reg.fit(X, y, sample_weight=w)
+    assert reg.n_iter_ == 5 and np.all(np.isfinite(reg.loss_curve_))
+
+
+@pytest.mark.parametrize("class_weight", [{0: 0, 1: 0}, {0: -1, 1: 1}, {0: np.inf, 1: 1}])
+def test_invalid_combined_class_weights_are_rejected(class_weight):
+    X, y = np.random.RandomState(0).randn(20, 2), np.arange(20) % 2
+    with pytest.raises(ValueError, match="class_weight"):
+        MLPTorchClassifier((3,), max_iter=2, class_weight=class_weight).fit(X, y)
+
+
+def test_changing_the_loss_of_a_continued_network_is_refused():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(20, 2), rng.rand(20)
+    reg = MLPTorchRegressor((4,), max_iter=2, warm_start=True, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="loss='poisson' differs"):
+        reg.set_params(loss="poisson").fit(X, y)
+    with pytest.raises(ValueError, match="differs"):
+        reg.partial_fit(X, y)
+    reg.set_params(warm_start=False).fit(X, y)  # a fresh fit may change it
+    assert np.all(reg.predict(X) > 0)
+
+
+def test_exhausted_cosine_schedule_warns_under_partial_fit():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(20, 2), rng.rand(20)
+    reg = MLPTorchRegressor((3,), lr_schedule="cosine", max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reg.partial_fit(X, y)
+    with pytest.warns(UserWarning, match="cosine.*reached lr=0"):
+        reg.partial_fit(X, y)
