@@ -17,12 +17,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import (TORCH_DTYPES, as_training_input, batch_rows, check_X, compute_dtype,
+from ._data import (as_training_input, batch_rows, check_X, compute_dtype,
                     iter_batches, resolve_device, to_tensor)
 from ._fastpath import inference
 from ._lbfgs import fit_lbfgs
 from ._network import build_mlp, set_dropout_generator
 from ._params import hidden_dims_tuple, validate_params
+from ._persistence import pack, unpack
 from ._threads import macs, threads_for, torch_threads
 from ._training import TrainConfig, TrainState, fit_loop, restore
 
@@ -349,70 +350,12 @@ class BaseMLPTorch(BaseEstimator):
         return out
 
     # ------------------------------------------------------------- pickling
-    # Torch objects are stored as numpy arrays copied from CPU tensors (and the
-    # dtype as a string), so a pickle never holds device tensors and skops,
-    # which knows numpy but not torch, can save the estimator too.
     def __getstate__(self):
-        # Tensors become numpy arrays (and the dtype a string) so that the state
-        # holds only numpy and builtins: pickle, joblib and skops can all store it.
-        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
-        module = state.pop("module_", None)
-        if module is not None:
-            param = next(module.parameters())
-            state["_module_device"] = str(param.device)
-            state["_module_state"] = _to_numpy(dict(module.state_dict()))
-        if "_state" in state:
-            state["_state"] = _to_numpy({**state["_state"].__dict__, "best_weights": None})
-        if "_rng_state" in state:
-            state["_rng_state"] = _to_numpy(state["_rng_state"])
-        if "_arch" in state:
-            state["_arch"] = {**state["_arch"], "dtype": str(state["_arch"]["dtype"])[6:]}
-        return state
+        # object.__getstate__ returns __dict__ itself: copy before changing it.
+        return pack(dict(super().__getstate__()))
 
     def __setstate__(self, state):
-        state = dict(state)
-        module_state = state.pop("_module_state", None)
-        device = state.pop("_module_device", "cpu")
-        if "_rng_state" in state:
-            state["_rng_state"] = _to_torch(state["_rng_state"])
-        if "_arch" in state and isinstance(state["_arch"]["dtype"], str):
-            state["_arch"] = {**state["_arch"], "dtype": getattr(torch, state["_arch"]["dtype"])}
-        if isinstance(state.get("_state"), dict):
-            train = state["_state"]
-            state["_state"] = TrainState(**{**train, "optimizer_state":
-                                            _to_torch(train["optimizer_state"])})
+        state, module = unpack(state)
         super().__setstate__(state)
-        if module_state is not None:
-            module = build_mlp(**self._arch, generator=torch.Generator().manual_seed(0))
-            module.load_state_dict(_to_torch(module_state))
-            self.module_ = module.to(_available(device)).eval()
-
-
-def _available(device):
-    """``device`` if this machine has it, else the CPU."""
-    try:
-        return resolve_device(device)
-    except (ValueError, RuntimeError):
-        return torch.device("cpu")
-
-
-def _to_numpy(obj):
-    """Tensors (nested in dicts, lists, tuples) as numpy copies made on the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().numpy().copy()
-    if isinstance(obj, dict):
-        return {k: _to_numpy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_numpy(v) for v in obj)
-    return obj
-
-
-def _to_torch(obj):
-    """The inverse of ``_to_numpy`` (tensors from older pickles pass through)."""
-    if isinstance(obj, (np.ndarray, np.generic)):
-        return torch.from_numpy(np.array(obj))
-    if isinstance(obj, dict):
-        return {k: _to_torch(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_torch(v) for v in obj)
-    return obj
+        if module is not None:
+            self.module_ = module

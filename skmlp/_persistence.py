@@ -1,0 +1,82 @@
+"""The pickled form of a fitted estimator: numpy and builtins only.
+
+Torch objects (the network's state dict, the optimizer state, the generator
+state, the dtype) are stored as numpy arrays copied from CPU tensors and
+strings, so a pickle never holds device tensors (a model fitted on CUDA loads
+on a CPU-only machine), and skops, which knows numpy but not torch, can store
+the estimator too. The network is rebuilt from its architecture on load, on
+its saved device when this machine has it, else on the CPU.
+"""
+
+import numpy as np
+import torch
+
+from ._data import resolve_device
+from ._network import build_mlp
+from ._training import TrainState
+
+
+def pack(state):
+    """The estimator's ``__dict__`` copy -> a state of numpy arrays and builtins."""
+    module = state.pop("module_", None)
+    if module is not None:
+        state["_module_device"] = str(next(module.parameters()).device)
+        state["_module_state"] = to_numpy(dict(module.state_dict()))
+    if "_state" in state:
+        state["_state"] = to_numpy({**state["_state"].__dict__, "best_weights": None})
+    if "_rng_state" in state:
+        state["_rng_state"] = to_numpy(state["_rng_state"])
+    if "_arch" in state:
+        state["_arch"] = {**state["_arch"], "dtype": str(state["_arch"]["dtype"])[len("torch."):]}
+    return state
+
+
+def unpack(state):
+    """The inverse of ``pack``; returns (state, module or None)."""
+    state = dict(state)
+    module_state = state.pop("_module_state", None)
+    device = state.pop("_module_device", "cpu")
+    if "_rng_state" in state:
+        state["_rng_state"] = to_torch(state["_rng_state"])
+    if "_arch" in state and isinstance(state["_arch"]["dtype"], str):
+        state["_arch"] = {**state["_arch"], "dtype": getattr(torch, state["_arch"]["dtype"])}
+    if isinstance(state.get("_state"), dict):
+        train = state["_state"]
+        state["_state"] = TrainState(**{**train,
+                                        "optimizer_state": to_torch(train["optimizer_state"])})
+    if module_state is None:
+        return state, None
+    # A throwaway generator: the weights are overwritten by the saved ones.
+    module = build_mlp(**state["_arch"], generator=torch.Generator().manual_seed(0))
+    module.load_state_dict(to_torch(module_state))
+    return state, module.to(available(device)).eval()
+
+
+def available(device):
+    """``device`` if this machine has it, else the CPU."""
+    try:
+        return resolve_device(device)
+    except (ValueError, RuntimeError):
+        return torch.device("cpu")
+
+
+def to_numpy(obj):
+    """Tensors (nested in dicts, lists, tuples) as numpy copies made on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().numpy().copy()
+    if isinstance(obj, dict):
+        return {k: to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_numpy(v) for v in obj)
+    return obj
+
+
+def to_torch(obj):
+    """The inverse of ``to_numpy``."""
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return torch.from_numpy(np.array(obj))
+    if isinstance(obj, dict):
+        return {k: to_torch(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_torch(v) for v in obj)
+    return obj
