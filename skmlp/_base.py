@@ -28,6 +28,16 @@ from ._threads import macs, threads_for, torch_threads
 from ._training import TrainConfig, TrainState, fit_loop, restore
 
 
+def _check_weights(weights, name, hint):
+    """Per-sample weights must be finite, non-negative and not all zero."""
+    if np.any(weights < 0):
+        raise ValueError(f"{name} must be non-negative; got negative values: {hint}")
+    if not np.all(np.isfinite(weights)):
+        raise ValueError(f"{name} must be finite: {hint}")
+    if not np.any(weights > 0):
+        raise ValueError(f"{name} must not be all zero: nothing would be learned; {hint}")
+
+
 def _seed_from(random_state):
     """A 63-bit seed; never draws from numpy's or torch's global RNG."""
     if random_state is None:
@@ -121,12 +131,9 @@ class BaseMLPTorch(BaseEstimator):
         Y, target_weights = self._encode_targets(y, reset=reset, classes=classes)
         if target_weights is not None:
             weights = target_weights if weights is None else weights * target_weights
-            if np.any(weights < 0) or not np.any(weights > 0) or not np.all(np.isfinite(weights)):
-                raise ValueError(
-                    "class_weight (times sample_weight) must give finite, non-negative "
-                    "weights that are not all zero; got class_weight="
-                    f"{self.class_weight!r}. Use positive class weights, e.g. 'balanced'."
-                )
+            _check_weights(weights, "class_weight (times sample_weight)",
+                           f"got class_weight={self.class_weight!r}; use positive class "
+                           "weights, e.g. 'balanced'.")
         device = resolve_device(self.device)
         if reset:
             self._start(X, device)
@@ -138,9 +145,11 @@ class BaseMLPTorch(BaseEstimator):
         train, val = self._split(X, Y, weights, generator, split, val_weights)
         data = self._tensors(*train, dtype, device)
         val_data = self._tensors(*val, dtype, device) if split else None
-        batch = self._config(data[1].shape[0]).batch_size
-        with torch_threads(threads_for(3 * macs(self._arch, batch))):
-            reason = self._train(data, val_data, generator, incremental=incremental)
+        config = self._config(data[1].shape[0])
+        # L-BFGS steps over all rows at once; the others over one batch.
+        rows = data[1].shape[0] if config.optimizer == "lbfgs" else config.batch_size
+        with torch_threads(threads_for(3 * macs(self._arch, rows))):
+            reason = self._train(config, data, val_data, generator, incremental=incremental)
         self._rng_state = generator.get_state()
         self._finish(reason, incremental)
         return self
@@ -162,10 +171,7 @@ class BaseMLPTorch(BaseEstimator):
                 f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},): "
                 "one weight per sample."
             )
-        if np.any(sample_weight < 0):
-            raise ValueError("sample_weight must be non-negative; got negative values.")
-        if not np.any(sample_weight > 0):
-            raise ValueError("sample_weight must not be all zero: nothing would be learned.")
+        _check_weights(sample_weight, "sample_weight", "e.g. np.ones(n_samples).")
         return sample_weight
 
     def _start(self, X, device):
@@ -224,8 +230,7 @@ class BaseMLPTorch(BaseEstimator):
             verbose=int(self.verbose),
         )
 
-    def _train(self, data, val_data, generator, *, incremental):
-        config = self._config(data[1].shape[0])
+    def _train(self, config, data, val_data, generator, *, incremental):
         state = self._state
         if not incremental:
             # A new fit (also under warm_start) restarts stopping and the optimizer.
