@@ -1,21 +1,34 @@
-"""Lean SGD / Adam / AdamW steps for small networks (pure torch).
+"""Lean SGD / Adam / AdamW steps for MLPs (pure torch).
 
-``torch.optim`` spends most of a tiny step in Python bookkeeping (profiler
-records, hooks, per-group dispatch): on the small fits that GridSearchCV and
-check_estimator run by the hundred that is more than the maths. These classes
-do the same updates as ``torch.optim.SGD``/``Adam``/``AdamW`` (same formulas,
-same defaults: eps 1e-8, beta2 0.999) with one ``torch._foreach_*`` call per
-operation over all parameters. Weight decay applies to the ``decay`` list
-only (weight matrices), coupled for SGD/Adam and decoupled for AdamW.
+``torch.optim`` spends most of a small step in Python bookkeeping (profiler
+records, hooks, per-group dispatch), and on CPU its per-parameter kernels
+make several passes over memory. These classes make the same updates as
+``torch.optim.SGD``/``Adam``/``AdamW`` (same formulas, same defaults: eps
+1e-8, beta2 0.999). On CPU and CUDA a step is one of torch's fused kernels
+per parameter group (``torch._fused_adam_`` etc., what ``fused=True``
+selects in ``torch.optim``: one pass over each tensor); elsewhere (MPS) it
+is one ``torch._foreach_*`` call per operation. Weight decay applies to the
+``decay`` group only (weight matrices), coupled for SGD/Adam and decoupled
+for AdamW.
 """
 
 import math
 
 import torch
 
+# Devices whose torch build has the fused optimizer kernels (torch >= 2.4).
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _fusable(params):
+    devices = {p.device.type for p in params}
+    dtypes = {p.dtype for p in params}
+    return (len(devices) == 1 and devices <= set(FUSED_DEVICES)
+            and dtypes <= {torch.float16, torch.bfloat16, torch.float32, torch.float64})
+
 
 class _Optimizer:
-    def __init__(self, decay, no_decay, *, lr, weight_decay):
+    def __init__(self, decay, no_decay, *, lr, weight_decay, fused=None):
         # Detached views: in-place updates without autograd tracking or no_grad.
         self.params = [p.detach() for p in list(decay) + list(no_decay)]
         self.leaves = list(decay) + list(no_decay)
@@ -23,6 +36,7 @@ class _Optimizer:
         self.lr = lr
         self.weight_decay = weight_decay
         self.step_count = 0
+        self.fused = _fusable(self.params) if fused is None else fused
 
     def zero_grad(self):
         for p in self.leaves:
@@ -30,6 +44,12 @@ class _Optimizer:
 
     def _grads(self):
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.leaves]
+
+    def _groups(self, *lists):
+        """(decay slice, weight decay), (no-decay slice, 0.0) of each list, non-empty only."""
+        cut = self.n_decay
+        groups = [([x[:cut] for x in lists], self.weight_decay), ([x[cut:] for x in lists], 0.0)]
+        return [(group, wd) for group, wd in groups if group[0]]
 
     def _couple_decay(self, grads):
         """grad += weight_decay * w for the weight matrices (new tensors)."""
@@ -52,15 +72,19 @@ class _Optimizer:
 class SGD(_Optimizer):
     """SGD with (Nesterov) momentum, as ``torch.optim.SGD`` with dampening 0."""
 
-    def __init__(self, decay, no_decay, *, lr, momentum, nesterov, weight_decay):
-        super().__init__(decay, no_decay, lr=lr, weight_decay=weight_decay)
+    def __init__(self, decay, no_decay, *, lr, momentum, nesterov, weight_decay, fused=None):
+        super().__init__(decay, no_decay, lr=lr, weight_decay=weight_decay, fused=fused)
         self.momentum = momentum
         self.nesterov = nesterov and momentum > 0
         self.buf = None
 
     def step(self):
-        grads = self._couple_decay(self._grads())
+        grads = self._grads()
         self.step_count += 1
+        if self.fused:
+            self._fused_step(grads)
+            return
+        grads = self._couple_decay(grads)
         if self.momentum > 0:
             if self.buf is None:
                 self.buf = [g.clone() for g in grads]
@@ -73,6 +97,17 @@ class SGD(_Optimizer):
                 grads = self.buf
         torch._foreach_add_(self.params, grads, alpha=-self.lr)
 
+    def _fused_step(self, grads):
+        first = self.momentum > 0 and self.buf is None
+        if first:
+            self.buf = [torch.empty_like(p) for p in self.params]
+        bufs = self.buf if self.momentum > 0 else self.params  # sliced alongside, unused
+        for (params, grads_, bufs_), wd in self._groups(self.params, grads, bufs):
+            torch._fused_sgd_(params, grads_, bufs_ if self.momentum > 0 else [],
+                              weight_decay=wd, momentum=self.momentum, lr=self.lr,
+                              dampening=0.0, nesterov=self.nesterov, maximize=False,
+                              is_first_step=first)
+
     def _buffers(self):
         return [] if self.buf is None else [self.buf]
 
@@ -84,21 +119,25 @@ class Adam(_Optimizer):
     """Adam (``decoupled=False``) or AdamW, as ``torch.optim.Adam``/``AdamW``."""
 
     def __init__(self, decay, no_decay, *, lr, beta1, weight_decay, decoupled,
-                 beta2=0.999, eps=1e-8):
-        super().__init__(decay, no_decay, lr=lr, weight_decay=weight_decay)
+                 beta2=0.999, eps=1e-8, fused=None):
+        super().__init__(decay, no_decay, lr=lr, weight_decay=weight_decay, fused=fused)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.decoupled = decoupled
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self._step_tensor = None
 
     def step(self):
         grads = self._grads()
+        self.step_count += 1
+        if self.fused:
+            self._fused_step(grads)
+            return
         if self.decoupled:
             if self.weight_decay and self.n_decay:
                 torch._foreach_mul_(self.params[: self.n_decay], 1 - self.lr * self.weight_decay)
         else:
             grads = self._couple_decay(grads)
-        self.step_count += 1
         torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
         torch._foreach_mul_(self.exp_avg_sq, self.beta2)
         torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - self.beta2)
@@ -108,6 +147,18 @@ class Adam(_Optimizer):
         torch._foreach_div_(denom, bias2_sqrt)
         torch._foreach_add_(denom, self.eps)
         torch._foreach_addcdiv_(self.params, self.exp_avg, denom, -self.lr / bias1)
+
+    def _fused_step(self, grads):
+        # The kernel reads the step count from a tensor (float32, as torch.optim keeps it).
+        if self._step_tensor is None:
+            self._step_tensor = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
+        self._step_tensor.fill_(self.step_count)
+        kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+        lists = (self.params, grads, self.exp_avg, self.exp_avg_sq)
+        for (params, grads_, avg, avg_sq), wd in self._groups(*lists):
+            kernel(params, grads_, avg, avg_sq, [], [self._step_tensor] * len(params),
+                   lr=self.lr, beta1=self.beta1, beta2=self.beta2, weight_decay=wd,
+                   eps=self.eps, amsgrad=False, maximize=False)
 
     def _buffers(self):
         return [self.exp_avg, self.exp_avg_sq]

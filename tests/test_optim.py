@@ -19,13 +19,16 @@ CASES = [
 
 @pytest.mark.parametrize("name, momentum, nesterov, reference", CASES)
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_updates_equal_torch_optim(name, momentum, nesterov, reference, weight_decay):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "foreach"])
+def test_updates_equal_torch_optim(name, momentum, nesterov, reference, weight_decay, fused):
     gen = torch.Generator().manual_seed(0)
     ours = build_mlp(3, (5,), 2, dtype=torch.float64, generator=gen)
     theirs = copy.deepcopy(ours)
     config = TrainConfig(optimizer=name, momentum=momentum, nesterov=nesterov,
                          weight_decay=weight_decay)
     opt_ours = make_optimizer(ours, config, lr=0.05)
+    assert opt_ours.fused  # float64 on CPU takes torch's fused kernels
+    opt_ours.fused = fused
     opt_theirs = reference(decay_groups(theirs, weight_decay), 0.05)
     X = torch.randn(8, 3, generator=gen, dtype=torch.float64)
     for _ in range(5):
