@@ -9,8 +9,6 @@ the module has a layer this pass does not know (training then uses autograd).
 The gradients land in ``param.grad``, so any optimizer works unchanged.
 """
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -18,39 +16,37 @@ from torch.nn import functional as F
 from ._losses import Loss
 from ._network import GeneratorDropout
 
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_aten = torch.ops.aten
 
 
+# Each gradient is the kernel autograd itself runs for that activation (one pass,
+# no temporaries): g is the upstream gradient, z the activation's input, h its output.
 def _relu_grad(g, z, h):
-    return g.mul_(h > 0)
+    return _aten.threshold_backward(g, h, 0)
 
 
 def _tanh_grad(g, z, h):
-    return g.mul_(1 - h * h)
+    return _aten.tanh_backward(g, h)
 
 
 def _sigmoid_grad(g, z, h):
-    return g.mul_(h * (1 - h))
+    return _aten.sigmoid_backward(g, h)
 
 
 def _leaky_relu_grad(g, z, h):
-    return torch.where(z > 0, g, g * 0.01)
+    return _aten.leaky_relu_backward(g, z, 0.01, False)
 
 
 def _elu_grad(g, z, h):
-    return torch.where(z > 0, g, g * (h + 1))
+    return _aten.elu_backward(g, 1.0, 1.0, 1.0, False, z)
 
 
 def _gelu_grad(g, z, h):
-    cdf = 0.5 * (1 + torch.erf(z * _INV_SQRT2))
-    pdf = torch.exp(-0.5 * z * z) * _INV_SQRT2PI
-    return g.mul_(cdf + z * pdf)
+    return _aten.gelu_backward(g, z, approximate="none")
 
 
 def _silu_grad(g, z, h):
-    s = torch.sigmoid(z)
-    return g.mul_(s * (1 + z * (1 - s)))
+    return _aten.silu_backward(g, z)
 
 
 # activation module type -> (forward, gradient given upstream g, input z, output h)
@@ -132,8 +128,7 @@ def plan(module, loss):
 
     def step(xb, yb, wb):
         out, saved = forward(xb)
-        per_sample = loss.value(out, yb)
-        g = loss.grad(out, yb)
+        per_sample, g = loss.value_and_grad(out, yb)
         if wb is None:
             value = per_sample.mean()
             g.div_(g.shape[0])
@@ -185,3 +180,32 @@ def inference(module):
         return h
 
     return forward
+
+
+_BOUNDED = (torch.tanh, torch.sigmoid)  # |activation| <= 1
+
+
+@torch.no_grad()
+def output_bound(module, input_bound):
+    """An upper bound on every pre-activation (and so on the output) of
+    ``module`` in eval mode, for inputs with ``|x| <= input_bound``; None for
+    architectures ``_blocks`` does not know.
+
+    Per layer: ``|W h + b| <= max_row(sum |W|) * bound(h) + max |b|``; tanh and
+    sigmoid cap the bound at 1, the other activations satisfy
+    ``|act(z)| <= max(|z|, 1)``. Computed in float64; non-finite weights give
+    inf or nan, which no threshold accepts.
+    """
+    blocks = _blocks(module)
+    if blocks is None:
+        return None
+    bound = torch.tensor(float(input_bound), dtype=torch.float64)
+    worst = bound
+    for linear, act, _ in blocks:  # dropout is the identity in eval mode
+        weight = linear.weight.detach().abs().sum(dim=1, dtype=torch.float64).max()
+        bias = linear.bias.detach().abs().max().double()
+        bound = weight.cpu() * bound + bias.cpu()
+        worst = torch.maximum(worst, bound)  # nan propagates
+        if act is not None and act[0] is not None:
+            bound = bound.clamp(max=1.0) if act[0] in _BOUNDED else bound.clamp(min=1.0)
+    return float(worst)

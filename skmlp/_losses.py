@@ -7,6 +7,8 @@ backward pass of ``_fastpath``, to ``d loss_i / d out_i`` of the same shape as
 log-loss, where it holds class indices ``(n,)``.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +21,16 @@ class Loss:
 
     def grad(self, out, target):
         raise NotImplementedError
+
+    def value_and_grad(self, out, target):
+        """Both at once (a loss may share work between them)."""
+        return self.value(out, target), self.grad(out, target)
+
+    def safe_output_bound(self, dtype):
+        """A bound B: if every |out| and |target| is at most B, every per-sample
+        loss is finite in ``dtype`` (all these losses grow at most quadratically
+        in |out| and |target|, or are log-sum-exps of logits)."""
+        return torch.finfo(dtype).max ** 0.25
 
     def __call__(self, out, target):
         return self.value(out, target)
@@ -61,6 +73,10 @@ class Poisson(Loss):
     def grad(self, out, target):
         return (torch.exp(out) - target).div_(out.shape[1])
 
+    def safe_output_bound(self, dtype):
+        # exp(out) must stay finite too.
+        return min(super().safe_output_bound(dtype), math.log(torch.finfo(dtype).max) / 2)
+
 
 class BinaryLogLoss(Loss):
     """Binary / multilabel log-loss from logits, summed over labels."""
@@ -79,9 +95,15 @@ class MultiLogLoss(Loss):
         return F.cross_entropy(out, target, reduction="none")
 
     def grad(self, out, target):
-        g = torch.softmax(out, dim=1)
+        return self.value_and_grad(out, target)[1]
+
+    def value_and_grad(self, out, target):
+        # One log-softmax serves both: loss_i = -log p_i[y_i], grad = p_i - onehot(y_i).
+        log_p = torch.log_softmax(out, dim=1)
+        value = -log_p.gather(1, target[:, None]).squeeze(1)
+        g = log_p.exp_()
         g[torch.arange(g.shape[0], device=g.device), target] -= 1
-        return g
+        return value, g
 
 
 REGRESSION = {

@@ -92,3 +92,62 @@ def test_inference_forward_equals_module_and_leaves_input(activation):
     assert torch.equal(X, before)
     with_norm = build_mlp(4, (8,), 2, batch_norm=True, generator=gen)
     assert inference(with_norm) is with_norm
+
+
+# --------------------------------------------------- the bound behind the end-of-fit check
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("seed", range(4))
+def test_output_bound_bounds_every_pre_activation(activation, seed):
+    from skmlp._fastpath import output_bound
+
+    gen = torch.Generator().manual_seed(seed)
+    module = build_mlp(4, (6, 5), 3, activation=activation, dtype=torch.float64,
+                       generator=gen).eval()
+    with torch.no_grad():  # weights and inputs over several orders of magnitude
+        for p in module.parameters():
+            p.mul_(10 ** (4 * torch.rand((), generator=gen, dtype=torch.float64) - 1))
+    scale = 10 ** (4 * torch.rand((), generator=gen, dtype=torch.float64) - 2)
+    X = (2 * torch.rand(300, 4, generator=gen, dtype=torch.float64) - 1) * scale
+    # the corners that maximise the first layer's rows are the worst inputs there
+    X = torch.cat([X, torch.sign(module[0].weight.detach()) * X.abs().max()])
+    bound = output_bound(module, float(X.abs().max()))
+    h, worst = X, 0.0
+    with torch.no_grad():
+        for layer in module:
+            h = layer(h)
+            if isinstance(layer, nn.Linear):
+                worst = max(worst, float(h.abs().max()))
+    assert worst <= bound * (1 + 1e-12)
+    assert output_bound(build_mlp(4, (8,), 2, batch_norm=True, generator=gen), 1.0) is None
+
+
+def test_end_of_fit_check_skips_the_data_pass_only_when_the_bound_proves_it(monkeypatch):
+    from skmlp import _training
+
+    gen = torch.Generator().manual_seed(0)
+    module = build_mlp(3, (8,), 1, generator=gen).eval()  # float32
+    data = (torch.randn(50, 3, generator=gen), torch.randn(50, 1, generator=gen), None)
+    loss = L.REGRESSION["squared_error"]
+    passes = []
+    real = _training.inference
+    monkeypatch.setattr(_training, "inference", lambda m: passes.append(1) or real(m))
+
+    assert _training.provably_finite(module, loss, data)
+    assert _training.outputs_finite(module, loss, data, 50, 10) and passes == []
+    with torch.no_grad():
+        module[0].weight.fill_(1e12)  # outputs ~1e13: not proven, but finite
+    assert not _training.provably_finite(module, loss, data)
+    assert _training.outputs_finite(module, loss, data, 50, 10) and passes == [1]
+    with torch.no_grad():
+        module[0].weight.fill_(1e30)  # squared outputs overflow float32
+    assert not _training.outputs_finite(module, loss, data, 50, 10) and passes == [1, 1]
+    with torch.no_grad():
+        module[0].weight.fill_(0.1)
+        module[2].bias.fill_(float("nan"))
+    assert not _training.provably_finite(module, loss, data)
+    assert not _training.outputs_finite(module, loss, data, 50, 10)
+    # exp() of the log-mean overflows long before squares do: poisson's bound is tighter
+    with torch.no_grad():
+        module[2].bias.fill_(100.0)
+    assert _training.provably_finite(module, loss, data)
+    assert not _training.provably_finite(module, L.REGRESSION["poisson"], data)
