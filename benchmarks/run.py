@@ -1,10 +1,13 @@
 """Speed benchmarks: skmlp vs scikit-learn's MLP, skorch and a minimal torch loop.
 
     python benchmarks/run.py [--quick] [--repeat N] [--json PATH] [--device cuda] [--rows N]
+                             [--workloads W1,W2] [--contenders skmlp,sklearn]
 
 All contenders use the same hidden sizes, optimizer (Adam, lr 1e-3, no weight
 decay / alpha), batch size and epochs, no early stopping and no tolerance-based
 stopping. Prints a markdown table of medians and ratios and writes JSON.
+Repeats run in interleaved rounds (every contender once per round), so a slow
+phase of a shared machine does not land on one contender only.
 
 Workloads
 - W1  load_digits, hidden (100,), batch 200, 50 epochs: fit time.
@@ -38,15 +41,6 @@ from contenders import minimal_loop, skorch_model  # noqa: E402
 from skmlp import MLPTorchClassifier, MLPTorchRegressor  # noqa: E402
 
 warnings.simplefilter("ignore", ConvergenceWarning)
-
-
-def median_time(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times)
 
 
 def skmlp_model(task, hidden, batch, epochs, dtype, device="cpu"):
@@ -108,6 +102,8 @@ WORKLOADS = {
 
 
 def run_workload(name, args):
+    """Time every contender; rounds are interleaved (each round fits every
+    contender once) so that slow phases of a shared machine hit all of them."""
     hidden, batch, epochs_cfg, dtypes, metric = WORKLOADS[name]
     epochs = epochs_cfg[1] if args.quick else epochs_cfg[0]
     rows = args.rows or (20_000 if args.quick else 100_000)
@@ -115,15 +111,31 @@ def run_workload(name, args):
     rows_out = []
     for dtype in dtypes:
         Xd = X.astype(np.float32 if dtype == "float32" else np.float64)
-        for who, (fit, predict) in contenders(task, hidden, batch, epochs, dtype, args.device).items():
+        X_te_d = None if X_te is None else X_te.astype(Xd.dtype)
+        todo = {who: fns for who, fns in
+                contenders(task, hidden, batch, epochs, dtype, args.device).items()
+                if not args.contenders or who in args.contenders}
+        for fit, _ in todo.values():
             fit(Xd[:256], y[:256])  # warm-up: library initialisation is not per-fit cost
-            holder = {}
-            seconds = median_time(lambda: holder.update(m=fit(Xd, y)), args.repeat)
+        fit_s = {who: [] for who in todo}
+        predict_s = {who: [] for who in todo}
+        for _ in range(args.repeat):
+            for who, (fit, predict) in todo.items():
+                tic = time.perf_counter()
+                model = fit(Xd, y)
+                fit_s[who].append(time.perf_counter() - tic)
+                if X_te_d is not None:
+                    tic = time.perf_counter()
+                    predict(model, X_te_d)
+                    predict_s[who].append(time.perf_counter() - tic)
+                del model
+        for who in todo:
+            seconds = statistics.median(fit_s[who])
             row = {"workload": name, "dtype": dtype, "contender": who, "metric": metric,
-                   "value": seconds / epochs if metric == "s/epoch" else seconds}
-            if X_te is not None:
-                X_te_d = X_te.astype(Xd.dtype)
-                row["predict_s"] = median_time(lambda: predict(holder["m"], X_te_d), args.repeat)
+                   "value": seconds / epochs if metric == "s/epoch" else seconds,
+                   "runs": [round(t, 4) for t in fit_s[who]]}
+            if predict_s[who]:
+                row["predict_s"] = statistics.median(predict_s[who])
             rows_out.append(row)
             print(f"  {name} {dtype:<8} {who:<14} {row['value']:.4f} {metric}", flush=True)
     return rows_out
@@ -151,6 +163,8 @@ def main():
     parser.add_argument("--rows", type=int, default=None, help="rows for W2/W3")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workloads", default="W1,W2,W3,W4")
+    parser.add_argument("--contenders", type=lambda s: s.split(","), default=None,
+                        help="comma-separated subset, e.g. 'skmlp,sklearn' (default: all)")
     parser.add_argument("--json", default="benchmarks/results/latest.json")
     args = parser.parse_args()
     rows = []
