@@ -101,6 +101,9 @@ WORKLOADS = {
 }
 
 
+PREDICT_CALLS = 3  # predict is short (tens of ms): several calls per round steady its median
+
+
 def run_workload(name, args):
     """Time every contender; rounds are interleaved (each round fits every
     contender once) so that slow phases of a shared machine hit all of them."""
@@ -124,7 +127,7 @@ def run_workload(name, args):
                 tic = time.perf_counter()
                 model = fit(Xd, y)
                 fit_s[who].append(time.perf_counter() - tic)
-                if X_te_d is not None:
+                for _ in range(PREDICT_CALLS if X_te_d is not None else 0):
                     tic = time.perf_counter()
                     predict(model, X_te_d)
                     predict_s[who].append(time.perf_counter() - tic)
