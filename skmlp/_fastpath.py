@@ -193,8 +193,8 @@ def output_bound(module, input_bound):
 
     Per layer: ``|W h + b| <= max_row(sum |W|) * bound(h) + max |b|``; tanh and
     sigmoid cap the bound at 1, the other activations satisfy
-    ``|act(z)| <= max(|z|, 1)``. Computed in float64; non-finite weights give
-    inf or nan, which no threshold accepts.
+    ``|act(z)| <= max(|z|, 1)``. Computed in float64 on the CPU; non-finite
+    weights give inf or nan, which no threshold accepts.
     """
     blocks = _blocks(module)
     if blocks is None:
@@ -202,9 +202,10 @@ def output_bound(module, input_bound):
     bound = torch.tensor(float(input_bound), dtype=torch.float64)
     worst = bound
     for linear, act, _ in blocks:  # dropout is the identity in eval mode
-        weight = linear.weight.detach().abs().sum(dim=1, dtype=torch.float64).max()
-        bias = linear.bias.detach().abs().max().double()
-        bound = weight.cpu() * bound + bias.cpu()
+        # On the CPU in float64 (MPS has no float64); a few small copies per fit.
+        weight = linear.weight.detach().to("cpu", torch.float64).abs().sum(dim=1).max()
+        bias = linear.bias.detach().to("cpu", torch.float64).abs().max()
+        bound = weight * bound + bias
         worst = torch.maximum(worst, bound)  # nan propagates
         if act is not None and act[0] is not None:
             bound = bound.clamp(max=1.0) if act[0] in _BOUNDED else bound.clamp(min=1.0)

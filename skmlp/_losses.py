@@ -13,6 +13,13 @@ import torch
 import torch.nn.functional as F
 
 
+def safe_bound(dtype):
+    """A bound B: if every |out| and |target| is at most B, every loss here is
+    finite in ``dtype`` (they grow at most quadratically in |out| and |target|,
+    or are log-sum-exps of logits); poisson lowers it for the outputs."""
+    return torch.finfo(dtype).max ** 0.25
+
+
 class Loss:
     """A per-sample loss: ``value(out, y)`` -> (n,), ``grad(out, y)`` -> like ``out``."""
 
@@ -27,10 +34,9 @@ class Loss:
         return self.value(out, target), self.grad(out, target)
 
     def safe_output_bound(self, dtype):
-        """A bound B: if every |out| and |target| is at most B, every per-sample
-        loss is finite in ``dtype`` (all these losses grow at most quadratically
-        in |out| and |target|, or are log-sum-exps of logits)."""
-        return torch.finfo(dtype).max ** 0.25
+        """|out| at most this (and |target| at most ``safe_bound``) keeps every
+        per-sample loss finite in ``dtype``."""
+        return safe_bound(dtype)
 
     def __call__(self, out, target):
         return self.value(out, target)
@@ -75,7 +81,7 @@ class Poisson(Loss):
 
     def safe_output_bound(self, dtype):
         # exp(out) must stay finite too.
-        return min(super().safe_output_bound(dtype), math.log(torch.finfo(dtype).max) / 2)
+        return min(safe_bound(dtype), math.log(torch.finfo(dtype).max) / 2)
 
 
 class BinaryLogLoss(Loss):

@@ -13,12 +13,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from ._data import batch_rows
 from ._fastpath import inference, output_bound, plan
-from ._losses import Loss
+from ._losses import Loss, safe_bound
 from ._network import decay_groups
 from ._optim import SGD, Adam
 
@@ -303,8 +302,9 @@ def _keep_finite(module, check, candidates, reason):
 def _abs_max(X):
     """max |x| over a dense tensor or a ``SparseRows`` matrix (0.0 when empty)."""
     if not isinstance(X, torch.Tensor):
-        values = X.X.data
-        return float(np.abs(values).max()) if values.size else 0.0
+        # abs() first, then max(): scipy sums duplicate entries (on a copy) as
+        # toarray() will, and sum |duplicates| >= |their sum| keeps it a bound.
+        return float(abs(X.X).max()) if X.X.nnz else 0.0
     if X.numel() == 0:
         return 0.0
     low, high = torch.aminmax(X)
@@ -319,10 +319,11 @@ def provably_finite(module, loss_fn, data):
     params = list(module.parameters())
     if not isinstance(loss_fn, Loss) or not params:
         return False
+    dtype = params[0].dtype
     bound = output_bound(module, _abs_max(X))
-    safe = loss_fn.safe_output_bound(params[0].dtype)
     y_bound = _abs_max(Y) if Y.is_floating_point() else 0.0
-    return bound is not None and bound <= safe and y_bound <= safe
+    return (bound is not None and bound <= loss_fn.safe_output_bound(dtype)
+            and y_bound <= safe_bound(dtype))
 
 
 @torch.no_grad()

@@ -151,3 +151,28 @@ def test_end_of_fit_check_skips_the_data_pass_only_when_the_bound_proves_it(monk
         module[2].bias.fill_(100.0)
     assert _training.provably_finite(module, loss, data)
     assert not _training.provably_finite(module, L.REGRESSION["poisson"], data)
+
+
+def test_end_of_fit_bound_sees_duplicate_sparse_entries_and_poisson_targets():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from skmlp._data import SparseRows
+    from skmlp._training import outputs_finite, provably_finite
+
+    poisson = L.REGRESSION["poisson"]
+    module = build_mlp(1, (4,), 1, generator=torch.Generator().manual_seed(0)).eval()
+    with torch.no_grad():
+        module[0].weight.fill_(1.0)
+        module[0].bias.zero_()
+        module[2].weight.fill_(0.25)
+        module[2].bias.zero_()
+    # one stored entry repeated 3 times (a non-canonical CSR matrix): densified, x = 90,
+    # so the output is 90 and exp(90) overflows float32; each stored value alone is 30
+    X = sp.csr_matrix((np.full(3, 30.0), np.zeros(3, int), np.array([0, 3])), shape=(1, 1))
+    data = (SparseRows(X, torch.float32, "cpu"), torch.ones(1, 1), None)
+    assert not provably_finite(module, poisson, data)
+    assert not outputs_finite(module, poisson, data, 1, 1)
+    # large count targets need only the general bound, not poisson's tighter output bound
+    small = (torch.full((3, 1), 0.1), torch.full((3, 1), 1000.0), None)
+    assert provably_finite(module, poisson, small)
