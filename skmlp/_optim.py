@@ -43,6 +43,8 @@ class _Optimizer:
             p.grad = None
 
     def _grads(self):
+        # A missing gradient counts as zero (torch.optim skips the parameter);
+        # skmlp's training steps always fill every gradient.
         return [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.leaves]
 
     def _groups(self, *lists):
