@@ -17,6 +17,14 @@ CASES = [
 ]
 
 
+def _five_steps_each(X, *pairs):
+    for _ in range(5):
+        for module, opt in pairs:
+            opt.zero_grad()
+            module(X).pow(2).mean().backward()
+            opt.step()
+
+
 @pytest.mark.parametrize("name, momentum, nesterov, reference", CASES)
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "foreach"])
@@ -31,11 +39,7 @@ def test_updates_equal_torch_optim(name, momentum, nesterov, reference, weight_d
     opt_ours.fused = fused
     opt_theirs = reference(decay_groups(theirs, weight_decay), 0.05)
     X = torch.randn(8, 3, generator=gen, dtype=torch.float64)
-    for _ in range(5):
-        for module, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-            opt.zero_grad()
-            module(X).pow(2).mean().backward()
-            opt.step()
+    _five_steps_each(X, (ours, opt_ours), (theirs, opt_theirs))
     for a, b in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -80,11 +84,7 @@ def test_float32_updates_equal_torch_optim_fused_exactly(name, momentum, nestero
     opt_ours = make_optimizer(ours, config, lr=0.05)
     opt_theirs = reference(decay_groups(theirs, 0.1))
     X = torch.randn(8, 3, generator=gen)
-    for _ in range(5):
-        for module, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-            opt.zero_grad()
-            module(X).pow(2).mean().backward()
-            opt.step()
+    _five_steps_each(X, (ours, opt_ours), (theirs, opt_theirs))
     for a, b in zip(ours.parameters(), theirs.parameters()):
         assert torch.equal(a, b)
 
