@@ -38,6 +38,11 @@ class _Optimizer:
         self.step_count = 0
         self.fused = _fusable(self.params) if fused is None else fused
 
+    def step(self):
+        grads = self._grads()
+        self.step_count += 1
+        (self._fused_step if self.fused else self._foreach_step)(grads)
+
     def zero_grad(self):
         for p in self.leaves:
             p.grad = None
@@ -80,12 +85,7 @@ class SGD(_Optimizer):
         self.nesterov = nesterov and momentum > 0
         self.buf = None
 
-    def step(self):
-        grads = self._grads()
-        self.step_count += 1
-        if self.fused:
-            self._fused_step(grads)
-            return
+    def _foreach_step(self, grads):
         grads = self._couple_decay(grads)
         if self.momentum > 0:
             if self.buf is None:
@@ -129,12 +129,7 @@ class Adam(_Optimizer):
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self._step_tensor = None
 
-    def step(self):
-        grads = self._grads()
-        self.step_count += 1
-        if self.fused:
-            self._fused_step(grads)
-            return
+    def _foreach_step(self, grads):
         if self.decoupled:
             if self.weight_decay and self.n_decay:
                 torch._foreach_mul_(self.params[: self.n_decay], 1 - self.lr * self.weight_decay)
