@@ -1,11 +1,15 @@
 """The estimator template shared by the classifier and the regressor.
 
 ``fit`` is a template: validate parameters -> validate and convert data ->
-encode targets (subclass hook) -> build the network -> train -> set fitted
-attributes. Subclasses fill small hooks: ``_check_data``, ``_encode_targets``,
-``_loss``, ``_validation_score`` and their own output decoding.
+encode targets and pick the head (subclass hook) -> the network spec -> the
+module -> train -> fitted attributes. It is transactional: a ``fit`` or
+``partial_fit`` that raises leaves the estimator exactly as it was. Subclasses
+fill small hooks (``_check_data``, ``_encode_targets``) and decode outputs
+through the head (``self._head``, from ``_heads``); the constructors and the
+parameter docs come from the table in ``_params``.
 """
 
+import copy
 import os
 import warnings
 
@@ -17,14 +21,14 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import (as_training_input, batch_rows, check_X, compute_dtype,
-                    iter_batches, resolve_device, to_tensor)
+from ._data import as_rows, batch_rows, check_X, compute_dtype, iter_batches, resolve_device, to_tensor
 from ._fastpath import inference
 from ._lbfgs import fit_lbfgs
-from ._network import build_mlp, set_dropout_generator
+from ._network import set_dropout_generator
 from ._params import hidden_dims_tuple, validate_params
 from ._persistence import pack, unpack
-from ._threads import macs, threads_for, torch_threads
+from ._spec import NetworkSpec
+from ._threads import threads_for, torch_threads
 from ._training import TrainConfig, TrainState, fit_loop, restore
 
 
@@ -48,58 +52,10 @@ def _seed_from(random_state):
 
 
 class BaseMLPTorch(BaseEstimator):
-    """Common machinery; use ``MLPTorchClassifier`` or ``MLPTorchRegressor``."""
+    """Common machinery; use ``MLPTorchClassifier`` or ``MLPTorchRegressor``.
 
-    def __init__(
-        self,
-        hidden_dims=(100,),
-        *,
-        activation="relu",
-        optimizer="adam",
-        lr=1e-3,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=1e-4,
-        batch_size="auto",
-        max_iter=200,
-        lr_schedule="constant",
-        dropout=0.0,
-        batch_norm=False,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=10,
-        tol=1e-4,
-        shuffle=True,
-        device="cpu",
-        dtype=None,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        callbacks=None,
-    ):
-        self.hidden_dims = hidden_dims
-        self.activation = activation
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.lr_schedule = lr_schedule
-        self.dropout = dropout
-        self.batch_norm = batch_norm
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.shuffle = shuffle
-        self.device = device
-        self.dtype = dtype
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.callbacks = callbacks
+    Subclasses get their ``__init__`` from ``_params.estimator``.
+    """
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y, sample_weight=None):
@@ -122,13 +78,32 @@ class BaseMLPTorch(BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
+        saved = self._checkpoint()
+        try:
+            self._fit_steps(X, y, sample_weight, incremental=incremental, classes=classes)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return self
+
+    def _checkpoint(self):
+        """What a failing fit puts back: the attributes, and copies of what
+        training changes in place (the module and the training state)."""
+        saved = dict(self.__dict__)
+        for name in ("module_", "_state"):
+            if name in saved:
+                saved[name] = copy.deepcopy(saved[name])
+        return saved
+
+    def _fit_steps(self, X, y, sample_weight, *, incremental, classes):
         validate_params(self)
         reset = not (hasattr(self, "module_") and (incremental or self.warm_start))
         X, y = self._check_data(X, y, reset=reset)
         if X.shape[0] == 0:
             raise ValueError("Found array with 0 sample(s); at least one is required.")
         weights = val_weights = self._sample_weight(sample_weight, X)
-        Y, target_weights = self._encode_targets(y, reset=reset, classes=classes)
+        head_name, Y, target_weights = self._encode_targets(y, reset=reset, classes=classes)
         if target_weights is not None:
             weights = target_weights if weights is None else weights * target_weights
             _check_weights(weights, "class_weight (times sample_weight)",
@@ -136,10 +111,10 @@ class BaseMLPTorch(BaseEstimator):
                            "weights, e.g. 'balanced'.")
         device = resolve_device(self.device)
         if reset:
-            self._start(X, device)
+            self._start(X, head_name, device)
         else:
             self.module_.to(device)
-        dtype = next(self.module_.parameters()).dtype
+        dtype = self._spec.torch_dtype
         generator = torch.Generator().set_state(self._rng_state)
         split = self.early_stopping and not incremental and self.optimizer != "lbfgs"
         train, val = self._split(X, Y, weights, generator, split, val_weights)
@@ -148,11 +123,15 @@ class BaseMLPTorch(BaseEstimator):
         config = self._config(data[1].shape[0])
         # L-BFGS steps over all rows at once; the others over one batch.
         rows = data[1].shape[0] if config.optimizer == "lbfgs" else config.batch_size
-        with torch_threads(threads_for(3 * macs(self._arch, rows))):
+        with torch_threads(threads_for(3 * self._spec.macs(rows))):
             reason = self._train(config, data, val_data, generator, incremental=incremental)
         self._rng_state = generator.get_state()
         self._finish(reason, incremental)
-        return self
+
+    @property
+    def _head(self):
+        """The fitted head: loss, link and decoding of the outputs."""
+        return self._spec.head
 
     def _check_data(self, X, y, *, reset):
         raise NotImplementedError
@@ -174,19 +153,20 @@ class BaseMLPTorch(BaseEstimator):
         _check_weights(sample_weight, "sample_weight", "e.g. np.ones(n_samples).")
         return sample_weight
 
-    def _start(self, X, device):
-        """A fresh network, generator and training state."""
+    def _start(self, X, head_name, device):
+        """A fresh spec, network, generator and training state."""
         generator = torch.Generator().manual_seed(_seed_from(self.random_state))
-        self._arch = dict(
+        self._spec = NetworkSpec(
             n_inputs=X.shape[1],
             hidden_dims=hidden_dims_tuple(self.hidden_dims),
             n_outputs=self.n_outputs_,
+            head_name=head_name,
             activation=self.activation,
             dropout=float(self.dropout),
             batch_norm=bool(self.batch_norm),
             dtype=compute_dtype(self.dtype, X),
         )
-        self.module_ = build_mlp(**self._arch, generator=generator).to(device)
+        self.module_ = self._spec.build(generator).to(device)
         self._rng_state = generator.get_state()
         self._state = TrainState(lr=float(self.lr))
 
@@ -200,7 +180,7 @@ class BaseMLPTorch(BaseEstimator):
             return (X, Y, weights), None
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         idx = np.arange(X.shape[0])
-        stratify = self._stratify(Y)
+        stratify = self._head.stratify(Y)
         try:
             tr, va = train_test_split(idx, test_size=self.validation_fraction,
                                       random_state=seed, stratify=stratify)
@@ -211,13 +191,10 @@ class BaseMLPTorch(BaseEstimator):
         w_va = None if val_weights is None else val_weights[va]
         return (X[tr], Y[tr], w_tr), (X[va], Y[va], w_va)
 
-    def _stratify(self, Y):
-        return None
-
     def _tensors(self, X, Y, weights, dtype, device):
         Y_t = to_tensor(Y, torch.long if Y.dtype.kind in "iu" else dtype, device)
         W_t = None if weights is None else to_tensor(weights, dtype, device)
-        return as_training_input(X, dtype, device), Y_t, W_t
+        return as_rows(X, dtype, device), Y_t, W_t
 
     def _config(self, n_samples):
         batch = min(200 if self.batch_size == "auto" else self.batch_size, n_samples)
@@ -227,7 +204,7 @@ class BaseMLPTorch(BaseEstimator):
             batch_size=batch, max_iter=self.max_iter, lr_schedule=self.lr_schedule,
             n_iter_no_change=self.n_iter_no_change, tol=float(self.tol),
             shuffle=bool(self.shuffle), early_stopping=bool(self.early_stopping),
-            verbose=int(self.verbose),
+            verbose=int(self.verbose), predict_rows=batch_rows(self._spec.widths()),
         )
 
     def _train(self, config, data, val_data, generator, *, incremental):
@@ -240,20 +217,21 @@ class BaseMLPTorch(BaseEstimator):
             state.best_loss = np.inf
             state.schedule_start = state.n_iter
         callback = self._callback()
-        if config.optimizer == "lbfgs":
-            return fit_lbfgs(self.module_, self._loss(), data, config, state,
-                             callback=callback)
-        val_score = None
-        if val_data is not None:
-            val_score = lambda module: self._validation_score(module, val_data)  # noqa: E731
+        loss = self._head.loss
         device = data[1].device
         dropout_gen = generator
         if device.type != "cpu":
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
             dropout_gen = torch.Generator(device).manual_seed(seed)
+        # Dropout masks come from the fit's own generator, for every optimizer.
         set_dropout_generator(self.module_, dropout_gen)
         try:
-            return fit_loop(self.module_, self._loss(), data, config, generator, state,
+            if config.optimizer == "lbfgs":
+                return fit_lbfgs(self.module_, loss, data, config, state, callback=callback)
+            val_score = None
+            if val_data is not None:
+                val_score = lambda module: self._validation_score(module, val_data)  # noqa: E731
+            return fit_loop(self.module_, loss, data, config, generator, state,
                             epochs=1 if incremental else config.max_iter,
                             val_score=val_score, callback=callback,
                             monitor=not incremental)
@@ -272,24 +250,15 @@ class BaseMLPTorch(BaseEstimator):
 
         return call
 
-    def _widths(self):
-        arch = self._arch
-        return [arch["n_inputs"], *arch["hidden_dims"], arch["n_outputs"]]
-
     @torch.no_grad()
     def _validation_score(self, module, val_data):
         """The validation score, with the forward pass in predict-sized batches."""
         X, Y, W = val_data
-        step = batch_rows(self._widths())
         module.eval()
-        parts = []
-        for start in range(0, Y.shape[0], step):
-            stop = min(start + step, Y.shape[0])
-            xb = X[start:stop] if isinstance(X, torch.Tensor) else X.slice(start, stop)
-            parts.append(module(xb))
+        parts = [module(xb) for xb in iter_batches(X, batch_rows(self._spec.widths()))]
         module.train()
         out = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return float(self._score_tensor(out, Y, W))
+        return float(self._head.score(out, Y, W))
 
     def _finish(self, reason, incremental):
         state = self._state
@@ -341,10 +310,11 @@ class BaseMLPTorch(BaseEstimator):
         out = None
         start = 0
         module.eval()
-        rows = min(X.shape[0], batch_rows(self._widths()))
-        with torch.inference_mode(), torch_threads(threads_for(macs(self._arch, rows))):
+        rows = min(X.shape[0], batch_rows(self._spec.widths()))
+        inputs = as_rows(X, param.dtype, param.device, resident=False)
+        with torch.inference_mode(), torch_threads(threads_for(self._spec.macs(rows))):
             forward = inference(module)
-            for xb in iter_batches(X, param.dtype, param.device, rows):
+            for xb in iter_batches(inputs, max(rows, 1)):
                 yb = transform(forward(xb)).cpu().numpy()
                 if yb.shape[0] == X.shape[0]:
                     return yb  # one batch: no copy into a second output array

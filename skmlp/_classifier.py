@@ -1,8 +1,6 @@
-"""MLPTorchClassifier: target encoding, class weights and probability outputs."""
+"""MLPTorchClassifier: label encoding and class weights; the head decodes outputs."""
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sklearn.base import ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
@@ -11,9 +9,11 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._base import BaseMLPTorch
 from ._data import check_X
-from ._losses import BINARY, MULTICLASS
+from ._heads import HEADS, classification_head
+from ._params import estimator
 
 
+@estimator("classifier")
 class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     """Multi-layer perceptron classifier trained with PyTorch.
 
@@ -24,65 +24,7 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
 
     Parameters
     ----------
-    hidden_dims : tuple of int, default=(100,)
-        Sizes of the hidden layers; ``()`` gives a linear (logistic) model.
-    activation : {"relu", "tanh", "sigmoid", "logistic", "identity", "gelu", \
-"silu", "leaky_relu", "elu"}, default="relu"
-        Activation after every hidden layer (``"logistic"`` is ``"sigmoid"``).
-    optimizer : {"sgd", "adam", "adamw", "lbfgs"}, default="adam"
-        ``"lbfgs"`` is full-batch L-BFGS-B with a line search (scipy driving
-        torch, as scikit-learn's MLP): it ignores ``lr`` and ``batch_size``.
-    lr : float, default=1e-3
-        Learning rate.
-    momentum : float, default=0.9
-        SGD momentum; for Adam/AdamW it is ``beta1``.
-    nesterov : bool, default=True
-        Nesterov momentum for SGD.
-    weight_decay : float, default=1e-4
-        L2 penalty in torch's sense: ``weight_decay * w`` is added to the
-        gradient of every weight matrix (not biases or norm layers);
-        decoupled for ``"adamw"``.
-    batch_size : int or "auto", default="auto"
-        Minibatch size; ``"auto"`` is ``min(200, n_samples)``.
-    max_iter : int, default=200
-        Maximum number of epochs (L-BFGS: iterations).
-    lr_schedule : {"constant", "cosine", "plateau"}, default="constant"
-        ``"cosine"`` anneals ``lr`` to 0 over ``max_iter`` epochs (restarting
-        at every ``fit``, also under ``warm_start``; ``partial_fit`` calls continue it);
-        ``"plateau"`` divides it by 5 whenever ``n_iter_no_change`` epochs pass
-        without a ``tol`` improvement and stops once it is below 1e-6.
-    dropout : float, default=0.0
-        Dropout probability after every hidden activation.
-    batch_norm : bool, default=False
-        BatchNorm1d before every hidden activation.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified), stop when
-        the validation accuracy stops improving and keep the best weights.
-    validation_fraction : float, default=0.1
-        Share of the training data held out for early stopping.
-    n_iter_no_change : int, default=10
-        Epochs without a ``tol`` improvement before stopping.
-    tol : float, default=1e-4
-        Improvement threshold of the training loss (or validation score).
-    shuffle : bool, default=True
-        Reshuffle the samples every epoch.
-    class_weight : dict, "balanced" or None, default=None
-        Weights per class, multiplied into ``sample_weight``.
-    device : str, default="cpu"
-        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
-    dtype : {"float32", "float64"} or None, default=None
-        Compute dtype; ``None`` keeps float32 input in float32 and uses
-        float64 for anything else.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weights, shuffling, dropout and the validation split through a
-        local ``torch.Generator``; the global RNGs are never used.
-    warm_start : bool, default=False
-        Continue from the fitted network on the next ``fit``.
-    verbose : int, default=0
-        1 prints one line per epoch; 2 adds a progress bar over batches.
-    callbacks : list of callables, default=None
-        Each is called as ``cb(estimator, epoch, logs)`` after every epoch;
-        returning True stops training.
+    {parameters}
 
     Attributes
     ----------
@@ -130,46 +72,6 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     (1, 3)
     """
 
-    def __init__(
-        self,
-        hidden_dims=(100,),
-        *,
-        activation="relu",
-        optimizer="adam",
-        lr=1e-3,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=1e-4,
-        batch_size="auto",
-        max_iter=200,
-        lr_schedule="constant",
-        dropout=0.0,
-        batch_norm=False,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=10,
-        tol=1e-4,
-        shuffle=True,
-        class_weight=None,
-        device="cpu",
-        dtype=None,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        callbacks=None,
-    ):
-        super().__init__(
-            hidden_dims, activation=activation, optimizer=optimizer, lr=lr,
-            momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-            batch_size=batch_size, max_iter=max_iter, lr_schedule=lr_schedule,
-            dropout=dropout, batch_norm=batch_norm, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
-            tol=tol, shuffle=shuffle, device=device, dtype=dtype,
-            random_state=random_state, warm_start=warm_start, verbose=verbose,
-            callbacks=callbacks,
-        )
-        self.class_weight = class_weight
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
@@ -194,8 +96,7 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         return X, y
 
     def _encode_targets(self, y, *, reset, classes=None):
-        kind = type_of_target(y)
-        multilabel = kind == "multilabel-indicator"
+        multilabel = type_of_target(y) == "multilabel-indicator"
         if reset:
             labels = unique_labels(y) if classes is None else np.unique(classes)
             if multilabel:
@@ -205,46 +106,31 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
                     f"{type(self).__name__} needs samples of at least 2 classes in the "
                     f"data, but the data contains only one class: {labels[0]!r}."
                 )
+            head_name = classification_head(multilabel, labels.shape[0])
             self.classes_ = labels
-            self._multilabel = multilabel
-            self.n_outputs_ = 1 if labels.shape[0] == 2 and not multilabel else labels.shape[0]
-        elif multilabel != self._multilabel or (multilabel and y.shape[1] != self.classes_.shape[0]):
-            raise ValueError("The type of target (or the number of labels) differs from "
-                             "the one seen in the first fit / partial_fit call.")
+            self.n_outputs_ = HEADS[head_name].n_outputs(labels.shape[0])
+        else:
+            n_labels = y.shape[1] if multilabel else self.classes_.shape[0]
+            head_name = classification_head(multilabel, n_labels)
+            if head_name != self._spec.head_name or n_labels != self.classes_.shape[0]:
+                raise ValueError("The type of target (or the number of labels) differs from "
+                                 "the one seen in the first fit / partial_fit call.")
+        head = HEADS[head_name]
         if multilabel:
             if self.class_weight is not None:
                 raise ValueError("class_weight is not supported for multilabel targets; "
                                  "pass sample_weight instead.")
-            return y.astype(np.float64), None
+            return head_name, head.encode(y), None
         unseen = np.setdiff1d(unique_labels(y), self.classes_)
         if unseen.size:
             raise ValueError(f"`y` has classes not in `self.classes_`: {unseen!r}. "
                              f"`self.classes_` is {self.classes_!r}.")
         codes = np.searchsorted(self.classes_, y)
-        target = codes.reshape(-1, 1).astype(np.float64) if self.n_outputs_ == 1 else codes
         weights = None
         if self.class_weight is not None:
             cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
             weights = cw[codes]
-        return target, weights
-
-    def _stratify(self, Y):
-        return None if self._multilabel else Y
-
-    def _loss(self):
-        if self.n_outputs_ == 1 or self._multilabel:
-            return BINARY
-        return MULTICLASS
-
-    def _score_tensor(self, out, Y, W):
-        if self._multilabel:
-            correct = ((out > 0) == (Y > 0.5)).all(dim=1)
-        elif self.n_outputs_ == 1:
-            correct = (out[:, 0] > 0) == (Y[:, 0] > 0.5)
-        else:
-            correct = out.argmax(dim=1) == Y
-        correct = correct.to(out.dtype)
-        return correct.mean() if W is None else (correct * W).sum() / W.sum()
+        return head_name, head.encode(codes), weights
 
     # ------------------------------------------------------------- partial_fit
     @available_if(lambda est: est.optimizer != "lbfgs")
@@ -301,8 +187,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
             The positive class's logit for binary targets, else one logit per
             class or label.
         """
-        out = self._forward(X, lambda z: z)
-        return out[:, 0] if self.n_outputs_ == 1 and not self._multilabel else out
+        check_is_fitted(self, "module_")
+        return self._forward(X, self._head.decision)
 
     def predict_proba(self, X):
         """Class probabilities, in the compute dtype.
@@ -317,7 +203,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         proba : ndarray of shape (n_samples, n_classes)
             Probabilities (per label, independent, for multilabel targets).
         """
-        return self._forward(X, self._proba)
+        check_is_fitted(self, "module_")
+        return self._forward(X, self._head.proba)
 
     def predict_log_proba(self, X):
         """Logarithm of ``predict_proba``, computed stably from the logits.
@@ -332,7 +219,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         log_proba : ndarray of shape (n_samples, n_classes)
             Log-probabilities.
         """
-        return self._forward(X, self._log_proba)
+        check_is_fitted(self, "module_")
+        return self._forward(X, self._head.log_proba)
 
     def predict(self, X):
         """Predicted labels (an indicator matrix for multilabel targets).
@@ -348,26 +236,4 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
             Predicted classes.
         """
         check_is_fitted(self, "module_")
-        if self._multilabel:
-            return self._forward(X, lambda z: (z > 0).to(torch.int64))
-        if self.n_outputs_ == 1:
-            codes = self._forward(X, lambda z: (z[:, 0] > 0).to(torch.int64))
-        else:
-            codes = self._forward(X, lambda z: z.argmax(dim=1))
-        return self.classes_[codes]
-
-    def _proba(self, z):
-        if self._multilabel:
-            return torch.sigmoid(z)
-        if self.n_outputs_ == 1:
-            p = torch.sigmoid(z)
-            return torch.cat([1 - p, p], dim=1)
-        return torch.softmax(z, dim=1)
-
-    def _log_proba(self, z):
-        if self._multilabel:
-            return F.logsigmoid(z)
-        if self.n_outputs_ == 1:
-            return torch.cat([F.logsigmoid(-z), F.logsigmoid(z)], dim=1)
-        return torch.log_softmax(z, dim=1)
-
+        return self._head.labels(self._forward(X, self._head.predict), self.classes_)

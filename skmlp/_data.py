@@ -1,8 +1,9 @@
 """Data conversion: inputs -> validated arrays -> tensors on the device.
 
-Dense input becomes one tensor (no copy when the array already has the compute
-dtype and is writable). Sparse input stays sparse and is densified one batch
-of rows at a time, in training and in prediction.
+Dense training input becomes one tensor (no copy when the array already has the
+compute dtype and is writable). Sparse input stays sparse and is densified one
+batch of rows at a time, in training and in prediction. The loops see every
+kind through one ``_Rows`` interface (``as_rows``).
 """
 
 import numpy as np
@@ -10,8 +11,8 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils.validation import validate_data
 
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PREDICT_BATCH_ELEMENTS = 1 << 21  # ~16 MB of float64 input per predict batch
+SPARSE_CHUNK_ELEMENTS = 1 << 20  # sparse rows are densified ~8 MB at a time in full passes
 
 
 NUMERIC_HINT = (
@@ -96,10 +97,10 @@ def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
 
 
 def compute_dtype(param, X):
-    """The torch compute dtype: ``param`` if set, else float32 only for float32 X."""
+    """The compute dtype name: ``param`` if set, else float32 only for float32 X."""
     if param is not None:
-        return TORCH_DTYPES[param]
-    return torch.float32 if X.dtype == np.float32 else torch.float64
+        return param
+    return "float32" if X.dtype == np.float32 else "float64"
 
 
 def resolve_device(device):
@@ -140,7 +141,61 @@ def to_tensor(array, dtype, device):
     return torch.from_numpy(array).to(device=device)
 
 
-class SparseRows:
+class _Rows:
+    """Rows of X for the training and predict loops, whatever X is.
+
+    The loops only ever ask for ``slice(start, stop)`` (contiguous rows),
+    ``take(idx)`` (a batch of rows by index), ``abs_max()`` (for the
+    end-of-fit bound) and ``chunk_rows(limit)`` (how many rows one full-data
+    chunk may hold); each input kind answers in its own way, so no loop tests
+    what X is.
+    """
+
+    shape = (0, 0)
+
+    def chunk_rows(self, limit):
+        return limit
+
+
+class TensorRows(_Rows):
+    """A dense tensor already on the device (training data, converted once)."""
+
+    def __init__(self, X, dtype, device):
+        self.X = to_tensor(X, dtype, device)
+        self.shape = tuple(self.X.shape)
+
+    def take(self, idx):
+        return self.X.index_select(0, idx)
+
+    def slice(self, start, stop):
+        return self.X[start:stop]
+
+    def abs_max(self):
+        if self.X.numel() == 0:
+            return 0.0
+        low, high = torch.aminmax(self.X)
+        return max(-float(low), float(high))
+
+
+class ArrayRows(_Rows):
+    """A dense host array converted one batch at a time (predict)."""
+
+    def __init__(self, X, dtype, device):
+        self.X, self.dtype, self.device = X, dtype, device
+        self.shape = X.shape
+
+    def take(self, idx):
+        rows = idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx
+        return to_tensor(self.X[rows], self.dtype, self.device)
+
+    def slice(self, start, stop):
+        return to_tensor(self.X[start:stop], self.dtype, self.device)
+
+    def abs_max(self):
+        return float(np.abs(self.X).max()) if self.X.size else 0.0
+
+
+class SparseRows(_Rows):
     """A scipy sparse matrix whose rows are densified one batch at a time."""
 
     def __init__(self, X, dtype, device):
@@ -156,12 +211,22 @@ class SparseRows:
     def slice(self, start, stop):
         return to_tensor(self.X[start:stop].toarray(), self.dtype, self.device)
 
+    def abs_max(self):
+        # abs() first, then max(): scipy sums duplicate entries (on a copy) as
+        # toarray() will, and sum |duplicates| >= |their sum| keeps it a bound.
+        return float(abs(self.X).max()) if self.X.nnz else 0.0
 
-def as_training_input(X, dtype, device):
-    """X for the training loop: one dense tensor, or ``SparseRows``."""
+    def chunk_rows(self, limit):
+        # Densified chunks of about SPARSE_CHUNK_ELEMENTS values (~8 MB in float64).
+        return max(1, min(limit, SPARSE_CHUNK_ELEMENTS // max(1, self.shape[1])))
+
+
+def as_rows(X, dtype, device, *, resident=True):
+    """X as a ``_Rows``: sparse stays sparse; dense X is converted once to the
+    device (``resident``, for training) or a batch at a time (predict)."""
     if sp.issparse(X):
         return SparseRows(X, dtype, device)
-    return to_tensor(X, dtype, device)
+    return TensorRows(X, dtype, device) if resident else ArrayRows(X, dtype, device)
 
 
 def batch_rows(widths):
@@ -170,14 +235,8 @@ def batch_rows(widths):
     return max(1, PREDICT_BATCH_ELEMENTS // max(1, *widths))
 
 
-def iter_batches(X, dtype, device, rows=None):
-    """Yield ``X`` as tensors of ``rows`` rows (default: bounded by X's width)."""
-    n, d = X.shape
-    rows = batch_rows([d]) if rows is None else rows
-    sparse = SparseRows(X, dtype, device) if sp.issparse(X) else None
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        if sparse is not None:
-            yield sparse.slice(start, stop)
-        else:
-            yield to_tensor(X[start:stop], dtype, device)
+def iter_batches(rows, step):
+    """Yield a ``_Rows`` as tensors of at most ``step`` rows, in order."""
+    n = rows.shape[0]
+    for start in range(0, n, step):
+        yield rows.slice(start, min(start + step, n))

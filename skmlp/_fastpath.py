@@ -1,133 +1,102 @@
-"""A hand-written forward/backward pass for plain MLPs (pure torch).
+"""A hand-written forward/backward pass for ``MLP`` networks (pure torch).
 
 On the small networks that searches and ``check_estimator`` fit by the
-hundred, autograd's graph bookkeeping costs more than the arithmetic. For the
-common architecture -- ``Linear -> activation [-> dropout]`` blocks and a
-linear output, no batch norm -- the gradients are a handful of matrix products,
-written out here. ``plan(module, loss)`` returns a step function, or None when
-the module has a layer this pass does not know (training then uses autograd).
-The gradients land in ``param.grad``, so any optimizer works unchanged.
+hundred, autograd's graph bookkeeping costs more than the arithmetic. A block
+opts in when ``Block.fast`` is True (no batch norm, an activation whose table
+entry has a gradient kernel): its gradients are a handful of matrix products,
+written out here. Any other block runs under autograd inside the same step (its
+input is detached and its output back-propagated with the upstream gradient),
+and the output layer is always hand-written. ``plan(module, loss)`` returns
+the step function, or None for modules that are not an ``MLP`` or losses
+without a gradient (training then uses autograd throughout). The gradients
+land in ``param.grad``, so any optimizer works unchanged.
 """
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from ._losses import Loss
-from ._network import GeneratorDropout
-
-_aten = torch.ops.aten
+from ._heads import Loss
+from ._network import MLP
 
 
-# Each gradient is the kernel autograd itself runs for that activation (one pass,
-# no temporaries): g is the upstream gradient, z the activation's input, h its output.
-def _relu_grad(g, z, h):
-    return _aten.threshold_backward(g, h, 0)
+def _mask(drop, like):
+    keep = 1.0 - drop.p
+    return torch.empty_like(like).bernoulli_(keep, generator=drop.generator).div_(keep)
 
 
-def _tanh_grad(g, z, h):
-    return _aten.tanh_backward(g, h)
+class _FastBlock:
+    """Linear -> activation -> [dropout], forward and backward by hand."""
+
+    def __init__(self, block):
+        self.weight, self.bias = block.linear.weight, block.linear.bias
+        # Detached views share storage with the parameters (the optimizer
+        # updates them in place), so no autograd graph is recorded.
+        self.W, self.b = self.weight.detach(), self.bias.detach()
+        self.act = block.kind.forward
+        self.grad = block.kind.grad
+        self.drop = block.dropout if block.dropout is not None and block.dropout.p > 0 else None
+
+    def forward(self, h):
+        z = F.linear(h, self.W, self.b)
+        out = z if self.act is None else self.act(z)
+        mask = None if self.drop is None else _mask(self.drop, out)
+        return (out if mask is None else out * mask), (h, z, out, mask)
+
+    def backward(self, g, saved, need_input_grad):
+        h_in, z, out, mask = saved
+        if mask is not None:
+            g.mul_(mask)
+        if self.grad is not None:
+            g = self.grad(g, z, out)
+        _write_linear_grads(self.weight, self.bias, g, h_in)
+        return g @ self.W if need_input_grad else None
 
 
-def _sigmoid_grad(g, z, h):
-    return _aten.sigmoid_backward(g, h)
+class _AutogradBlock:
+    """Any block the fast path does not cover: autograd over this block only."""
+
+    def __init__(self, block):
+        self.block = block
+        self.params = list(block.parameters())
+
+    def forward(self, h):
+        h_in = h.detach().requires_grad_(h.requires_grad or True)
+        with torch.enable_grad():
+            out = self.block(h_in)
+        return out.detach(), (h_in, out)
+
+    def backward(self, g, saved, need_input_grad):
+        h_in, out = saved
+        for p in self.params:
+            p.grad = None
+        torch.autograd.backward(out, g, inputs=self.params + ([h_in] if need_input_grad else []))
+        return h_in.grad if need_input_grad else None
 
 
-def _leaky_relu_grad(g, z, h):
-    return _aten.leaky_relu_backward(g, z, 0.01, False)
-
-
-def _elu_grad(g, z, h):
-    return _aten.elu_backward(g, 1.0, 1.0, 1.0, False, z)
-
-
-def _gelu_grad(g, z, h):
-    return _aten.gelu_backward(g, z, approximate="none")
-
-
-def _silu_grad(g, z, h):
-    return _aten.silu_backward(g, z)
-
-
-# activation module type -> (forward, gradient given upstream g, input z, output h)
-_ACTIVATIONS = {
-    nn.ReLU: (torch.relu, _relu_grad),
-    nn.Tanh: (torch.tanh, _tanh_grad),
-    nn.Sigmoid: (torch.sigmoid, _sigmoid_grad),
-    nn.Identity: (None, None),
-    nn.LeakyReLU: (nn.functional.leaky_relu, _leaky_relu_grad),
-    nn.ELU: (nn.functional.elu, _elu_grad),
-    nn.GELU: (nn.functional.gelu, _gelu_grad),
-    nn.SiLU: (nn.functional.silu, _silu_grad),
-}
-_DEFAULT_ARGS = {nn.LeakyReLU: ("negative_slope", 0.01), nn.ELU: ("alpha", 1.0),
-                 nn.GELU: ("approximate", "none")}
-
-
-def _blocks(module):
-    """[(linear, activation fns or None, dropout or None)], or None if unsupported."""
-    blocks, layers = [], list(module.children()) if isinstance(module, nn.Sequential) else None
-    if not layers:
-        return None
-    i = 0
-    while i < len(layers):
-        linear = layers[i]
-        if not isinstance(linear, nn.Linear):
-            return None
-        act = drop = None
-        if i + 1 < len(layers):
-            act_layer = layers[i + 1]
-            kind = type(act_layer)
-            if kind not in _ACTIVATIONS:
-                return None
-            attr = _DEFAULT_ARGS.get(kind)
-            if attr and getattr(act_layer, attr[0]) != attr[1]:
-                return None
-            act = _ACTIVATIONS[kind]
-            i += 2
-            if i < len(layers) and isinstance(layers[i], GeneratorDropout):
-                drop = layers[i]
-                i += 1
-        else:
-            i += 1
-        blocks.append((linear, act, drop))
-    if blocks[-1][1] is not None:  # the output layer must be linear
-        return None
-    return blocks
+def _write_linear_grads(weight, bias, g, h_in):
+    if weight.grad is None:
+        weight.grad, bias.grad = g.t() @ h_in, g.sum(dim=0)
+    else:
+        torch.mm(g.t(), h_in, out=weight.grad)
+        torch.sum(g, dim=0, out=bias.grad)
 
 
 def plan(module, loss):
     """A ``step(xb, yb, wb) -> loss`` filling ``.grad``, or None (use autograd)."""
-    if not isinstance(loss, Loss):
+    if not isinstance(loss, Loss) or not isinstance(module, MLP):
         return None
-    blocks = _blocks(module)
-    if blocks is None or not all(p.requires_grad for p in module.parameters()):
+    if not all(p.requires_grad for p in module.parameters()):
         return None
-    # Detached views share storage with the parameters (the optimizer updates
-    # them in place), so no autograd graph is ever recorded here.
-    layers = [(lin.weight, lin.bias, lin.weight.detach(), lin.bias.detach(),
-               act, drop if drop is not None and drop.p > 0 else None)
-              for lin, act, drop in blocks]
-    last = len(layers) - 1
-
-    def forward(xb):
-        h, saved = xb, []
-        for index, (_, _, W, b, act, drop) in enumerate(layers):
-            z = F.linear(h, W, b)
-            if index == last:
-                saved.append((h, None, None, None))
-                return z, saved
-            out = z if act[0] is None else act[0](z)
-            mask = None
-            if drop is not None:
-                keep = 1.0 - drop.p
-                mask = torch.empty_like(out).bernoulli_(keep, generator=drop.generator).div_(keep)
-            saved.append((h, z, out, mask))
-            h = out if mask is None else out * mask
-        raise AssertionError("unreachable: the last layer returns")
+    blocks = [_FastBlock(b) if b.fast else _AutogradBlock(b) for b in module.blocks]
+    out_weight, out_bias = module.output.weight, module.output.bias
+    W_out, b_out = out_weight.detach(), out_bias.detach()
 
     def step(xb, yb, wb):
-        out, saved = forward(xb)
+        h, saved = xb, []
+        for block in blocks:
+            h, s = block.forward(h)
+            saved.append(s)
+        out = F.linear(h, W_out, b_out)
         per_sample, g = loss.value_and_grad(out, yb)
         if wb is None:
             value = per_sample.mean()
@@ -136,77 +105,71 @@ def plan(module, loss):
             scale = wb / wb.sum().clamp_min(torch.finfo(wb.dtype).tiny)
             value = (per_sample * scale).sum()
             g.mul_(scale[:, None])
-        for index in range(last, -1, -1):
-            weight, bias, W, _, _, _ = layers[index]
-            h_in = saved[index][0]
-            if weight.grad is None:
-                weight.grad, bias.grad = g.t() @ h_in, g.sum(dim=0)
-            else:
-                torch.mm(g.t(), h_in, out=weight.grad)
-                torch.sum(g, dim=0, out=bias.grad)
-            if index == 0:
-                break
-            g = g @ W
-            _, z_prev, h_prev, mask = saved[index - 1]
-            if mask is not None:
-                g.mul_(mask)
-            grad_fn = layers[index - 1][4][1]
-            if grad_fn is not None:
-                g = grad_fn(g, z_prev, h_prev)
+        _write_linear_grads(out_weight, out_bias, g, h)
+        if blocks:
+            g = g @ W_out
+        for index in range(len(blocks) - 1, -1, -1):
+            g = blocks[index].backward(g, saved[index], need_input_grad=index > 0)
         return value
 
     return step
 
 
-_IN_PLACE = {torch.relu: torch.relu_, torch.tanh: torch.tanh_, torch.sigmoid: torch.sigmoid_}
-
-
 def inference(module):
     """``module``'s eval-mode forward with activations applied in place.
 
-    Saves one output-sized allocation per hidden layer in ``predict``; the
-    module itself is returned for architectures ``_blocks`` does not know.
+    Saves one output-sized allocation per hidden layer in ``predict``; blocks
+    with batch norm run their own forward; a module that is not an ``MLP`` is
+    returned as it is.
     """
-    blocks = _blocks(module)
-    if blocks is None:
+    if not isinstance(module, MLP):
         return module
+    steps = []
+    for block in module.blocks:  # dropout is the identity in eval mode
+        if block.norm is None:
+            act = block.kind.in_place or block.kind.forward
+            steps.append((block.linear, act))
+        else:
+            steps.append((block, None))
+    output = module.output
 
     def forward(x):
         h = x
-        for linear, act, _ in blocks:  # dropout is the identity in eval mode
-            h = F.linear(h, linear.weight, linear.bias)
-            if act is not None and act[0] is not None:
-                h = _IN_PLACE.get(act[0], act[0])(h)
-        return h
+        for layer, act in steps:
+            if act is None:
+                h = layer(h) if layer is not None else h
+                continue
+            h = F.linear(h, layer.weight, layer.bias)
+            h = act(h)
+        return F.linear(h, output.weight, output.bias)
 
     return forward
-
-
-_BOUNDED = (torch.tanh, torch.sigmoid)  # |activation| <= 1
 
 
 @torch.no_grad()
 def output_bound(module, input_bound):
     """An upper bound on every pre-activation (and so on the output) of
-    ``module`` in eval mode, for inputs with ``|x| <= input_bound``; None for
-    architectures ``_blocks`` does not know.
+    ``module`` in eval mode, for inputs with ``|x| <= input_bound``; None when
+    it cannot be shown from the weights (batch norm, an activation whose table
+    entry has no bound, a module that is not an ``MLP``).
 
-    Per layer: ``|W h + b| <= max_row(sum |W|) * bound(h) + max |b|``; tanh and
-    sigmoid cap the bound at 1, the other activations satisfy
+    Per layer: ``|W h + b| <= max_row(sum |W|) * bound(h) + max |b|``; a
+    ``"unit"`` activation caps the bound at 1, a ``"linear"`` one satisfies
     ``|act(z)| <= max(|z|, 1)``. Computed in float64 on the CPU; non-finite
     weights give inf or nan, which no threshold accepts.
     """
-    blocks = _blocks(module)
-    if blocks is None:
+    if not isinstance(module, MLP):
+        return None
+    if any(b.norm is not None or b.kind.bound is None for b in module.blocks):
         return None
     bound = torch.tensor(float(input_bound), dtype=torch.float64)
     worst = bound
-    for linear, act, _ in blocks:  # dropout is the identity in eval mode
+    for linear, block in [(b.linear, b) for b in module.blocks] + [(module.output, None)]:
         # On the CPU in float64 (MPS has no float64); a few small copies per fit.
         weight = linear.weight.detach().to("cpu", torch.float64).abs().sum(dim=1).max()
         bias = linear.bias.detach().to("cpu", torch.float64).abs().max()
         bound = weight * bound + bias
         worst = torch.maximum(worst, bound)  # nan propagates
-        if act is not None and act[0] is not None:
-            bound = bound.clamp(max=1.0) if act[0] in _BOUNDED else bound.clamp(min=1.0)
+        if block is not None and block.kind.forward is not None:
+            bound = bound.clamp(max=1.0) if block.kind.bound == "unit" else bound.clamp(min=1.0)
     return float(worst)

@@ -15,11 +15,10 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ._network import decay_groups
-from ._training import restore, snapshot, take_rows
+from ._training import restore, snapshot
 
 MAX_FUN = 15000
 CHUNK_ROWS = 65536
-SPARSE_CHUNK_ELEMENTS = 1 << 20  # sparse rows are densified ~8 MB at a time
 
 
 def _objective(module, loss_fn, data, params, decayed, weight_decay):
@@ -30,19 +29,14 @@ def _objective(module, loss_fn, data, params, decayed, weight_decay):
     for p in params:
         p.grad = None
     data_loss = 0.0
-    chunk = CHUNK_ROWS
-    if not isinstance(X, torch.Tensor):
-        chunk = max(1, min(CHUNK_ROWS, SPARSE_CHUNK_ELEMENTS // max(1, X.shape[1])))
+    chunk = X.chunk_rows(CHUNK_ROWS)
     for start in range(0, n, chunk):
-        idx = torch.arange(start, min(start + chunk, n), device=Y.device)
-        xb = X if (n <= chunk and isinstance(X, torch.Tensor)) else take_rows(X, idx)
-        yb = Y if n <= chunk else Y.index_select(0, idx)
-        per = loss_fn(module(xb), yb)
+        stop = min(start + chunk, n)
+        per = loss_fn(module(X.slice(start, stop)), Y[start:stop])
         if W is None:
             loss = per.sum() / total_weight
         else:
-            wb = W if n <= chunk else W.index_select(0, idx)
-            loss = (per * wb).sum() / total_weight
+            loss = (per * W[start:stop]).sum() / total_weight
         loss.backward()
         data_loss += loss.detach()
     penalty = 0.0

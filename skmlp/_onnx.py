@@ -16,38 +16,18 @@ from sklearn.utils.validation import check_is_fitted
 
 
 class _WithOutputTransform(torch.nn.Module):
-    """The fitted network followed by the estimator's output transform."""
+    """The fitted network followed by the head's output (``predict_proba`` /
+    ``predict``), flattened to 1-d for a regressor fitted on a 1-d target."""
 
-    def __init__(self, module, transform, flatten):
+    def __init__(self, module, output, flatten):
         super().__init__()
         self.module = module
-        self.transform = transform
+        self.output = output
         self.flatten = flatten
 
     def forward(self, X):
-        out = self.module(X)
-        if self.transform == "binary":
-            p = torch.sigmoid(out)
-            out = torch.cat([1 - p, p], dim=1)
-        elif self.transform == "softmax":
-            out = torch.softmax(out, dim=1)
-        elif self.transform == "sigmoid":
-            out = torch.sigmoid(out)
-        elif self.transform == "exp":
-            out = torch.exp(out)
+        out = self.output(self.module(X))
         return out[:, 0] if self.flatten else out
-
-
-def _transform(estimator):
-    """(transform, output name, flatten) matching predict_proba / predict."""
-    if hasattr(estimator, "classes_"):
-        if estimator._multilabel:
-            return "sigmoid", "probabilities", False
-        if estimator.n_outputs_ == 1:
-            return "binary", "probabilities", False
-        return "softmax", "probabilities", False
-    link = "exp" if estimator._loss_at_fit == "poisson" else "identity"
-    return link, "predictions", estimator._y_ndim == 1
 
 
 def to_onnx(estimator, X_sample, path=None, *, opset_version=None):
@@ -113,9 +93,11 @@ def to_onnx(estimator, X_sample, path=None, *, opset_version=None):
         )
     if X.shape[0] < 2:  # a batch of 1 would be traced as a constant size
         X = np.repeat(X, 2, axis=0)
-    transform, output, flatten = _transform(estimator)
+    head = estimator._head
+    output = "probabilities" if head.is_classifier else "predictions"
+    flatten = not head.is_classifier and estimator._y_ndim == 1
     module = copy.deepcopy(estimator.module_).to("cpu", torch.float32).eval()
-    wrapped = _WithOutputTransform(module, transform, flatten).eval()
+    wrapped = _WithOutputTransform(module, head.output, flatten).eval()
     with warnings.catch_warnings(), _quiet_loggers("torch"):
         warnings.simplefilter("ignore")  # torch.export chatter (e.g. torchvision missing)
         program = torch.onnx.export(

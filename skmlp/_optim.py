@@ -6,10 +6,15 @@ make several passes over memory. These classes make the same updates as
 ``torch.optim.SGD``/``Adam``/``AdamW`` (same formulas, same defaults: eps
 1e-8, beta2 0.999). On CPU and CUDA a step is one of torch's fused kernels
 per parameter group (``torch._fused_adam_`` etc., what ``fused=True``
-selects in ``torch.optim``: one pass over each tensor); elsewhere (MPS) it
-is one ``torch._foreach_*`` call per operation. Weight decay applies to the
+selects in ``torch.optim``: one pass over each tensor). Those kernels are
+private torch API (tested with torch 2.13): where one is missing, or raises,
+the optimizer switches for good to the public path, a loop of in-place tensor
+operations per parameter (also used on MPS). Weight decay applies to the
 ``decay`` group only (weight matrices), coupled for SGD/Adam and decoupled
 for AdamW.
+
+``OPTIMIZERS`` is the table of optimizer names: parameter validation reads
+its keys and ``make`` dispatches through it.
 """
 
 import math
@@ -20,14 +25,17 @@ import torch
 FUSED_DEVICES = ("cpu", "cuda")
 
 
-def _fusable(params):
+def _fusable(params, kernel):
     devices = {p.device.type for p in params}
     dtypes = {p.dtype for p in params}
     return (len(devices) == 1 and devices <= set(FUSED_DEVICES)
-            and dtypes <= {torch.float16, torch.bfloat16, torch.float32, torch.float64})
+            and dtypes <= {torch.float16, torch.bfloat16, torch.float32, torch.float64}
+            and callable(getattr(torch, kernel, None)))
 
 
 class _Optimizer:
+    kernel = None  # name of the fused torch kernel
+
     def __init__(self, decay, no_decay, *, lr, weight_decay, fused=None):
         # Detached views: in-place updates without autograd tracking or no_grad.
         self.params = [p.detach() for p in list(decay) + list(no_decay)]
@@ -36,12 +44,21 @@ class _Optimizer:
         self.lr = lr
         self.weight_decay = weight_decay
         self.step_count = 0
-        self.fused = _fusable(self.params) if fused is None else fused
+        self.fused = _fusable(self.params, self.kernel) if fused is None else fused
 
     def step(self):
         grads = self._grads()
         self.step_count += 1
-        (self._fused_step if self.fused else self._foreach_step)(grads)
+        if self.fused:
+            try:
+                self._fused_step(grads)
+                return
+            except (AttributeError, RuntimeError, NotImplementedError, TypeError):
+                # A torch whose private kernel is gone, renamed or refuses these
+                # tensors: the kernels check their inputs before they write, so
+                # nothing was updated; take the public path from now on.
+                self.fused = False
+        self._public_step(grads)
 
     def zero_grad(self):
         for p in self.leaves:
@@ -59,11 +76,11 @@ class _Optimizer:
         return [(group, wd) for group, wd in groups if group[0]]
 
     def _couple_decay(self, grads):
-        """grad += weight_decay * w for the weight matrices (new tensors)."""
+        """grad + weight_decay * w for the weight matrices (new tensors)."""
         if self.weight_decay and self.n_decay:
-            decayed = torch._foreach_add(grads[: self.n_decay], self.params[: self.n_decay],
-                                         alpha=self.weight_decay)
-            grads = list(decayed) + grads[self.n_decay :]
+            decayed = [g.add(p, alpha=self.weight_decay)
+                       for g, p in zip(grads[: self.n_decay], self.params[: self.n_decay])]
+            grads = decayed + grads[self.n_decay :]
         return grads
 
     def state_dict(self):
@@ -79,36 +96,41 @@ class _Optimizer:
 class SGD(_Optimizer):
     """SGD with (Nesterov) momentum, as ``torch.optim.SGD`` with dampening 0."""
 
+    kernel = "_fused_sgd_"
+
     def __init__(self, decay, no_decay, *, lr, momentum, nesterov, weight_decay, fused=None):
         super().__init__(decay, no_decay, lr=lr, weight_decay=weight_decay, fused=fused)
         self.momentum = momentum
         self.nesterov = nesterov and momentum > 0
         self.buf = None
 
-    def _foreach_step(self, grads):
+    def _public_step(self, grads):
         grads = self._couple_decay(grads)
         if self.momentum > 0:
             if self.buf is None:
                 self.buf = [g.clone() for g in grads]
             else:
-                torch._foreach_mul_(self.buf, self.momentum)
-                torch._foreach_add_(self.buf, grads)
+                for buf, g in zip(self.buf, grads):
+                    buf.mul_(self.momentum).add_(g)
             if self.nesterov:
-                grads = torch._foreach_add(grads, self.buf, alpha=self.momentum)
+                grads = [g.add(buf, alpha=self.momentum) for g, buf in zip(grads, self.buf)]
             else:
                 grads = self.buf
-        torch._foreach_add_(self.params, grads, alpha=-self.lr)
+        for p, g in zip(self.params, grads):
+            p.add_(g, alpha=-self.lr)
 
     def _fused_step(self, grads):
         first = self.momentum > 0 and self.buf is None
-        if first:
-            self.buf = [torch.empty_like(p) for p in self.params]
-        bufs = self.buf if self.momentum > 0 else self.params  # sliced alongside, unused
+        bufs = [torch.empty_like(p) for p in self.params] if first else self.buf
+        bufs = bufs if self.momentum > 0 else self.params  # sliced alongside, unused
+        kernel = getattr(torch, self.kernel)
         for (params, grads_, bufs_), wd in self._groups(self.params, grads, bufs):
-            torch._fused_sgd_(params, grads_, bufs_ if self.momentum > 0 else [],
-                              weight_decay=wd, momentum=self.momentum, lr=self.lr,
-                              dampening=0.0, nesterov=self.nesterov, maximize=False,
-                              is_first_step=first)
+            kernel(params, grads_, bufs_ if self.momentum > 0 else [],
+                   weight_decay=wd, momentum=self.momentum, lr=self.lr,
+                   dampening=0.0, nesterov=self.nesterov, maximize=False,
+                   is_first_step=first)
+        if first:
+            self.buf = bufs
 
     def _buffers(self):
         return [] if self.buf is None else [self.buf]
@@ -122,35 +144,38 @@ class Adam(_Optimizer):
 
     def __init__(self, decay, no_decay, *, lr, beta1, weight_decay, decoupled,
                  beta2=0.999, eps=1e-8, fused=None):
+        self.decoupled = decoupled  # before super(): it names the kernel
         super().__init__(decay, no_decay, lr=lr, weight_decay=weight_decay, fused=fused)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        self.decoupled = decoupled
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self._step_tensor = None
 
-    def _foreach_step(self, grads):
+    @property
+    def kernel(self):
+        return "_fused_adamw_" if self.decoupled else "_fused_adam_"
+
+    def _public_step(self, grads):
         if self.decoupled:
-            if self.weight_decay and self.n_decay:
-                torch._foreach_mul_(self.params[: self.n_decay], 1 - self.lr * self.weight_decay)
+            if self.weight_decay:
+                for p in self.params[: self.n_decay]:
+                    p.mul_(1 - self.lr * self.weight_decay)
         else:
             grads = self._couple_decay(grads)
-        torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
-        torch._foreach_mul_(self.exp_avg_sq, self.beta2)
-        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - self.beta2)
         bias1 = 1 - self.beta1**self.step_count
         bias2_sqrt = math.sqrt(1 - self.beta2**self.step_count)
-        denom = torch._foreach_sqrt(self.exp_avg_sq)
-        torch._foreach_div_(denom, bias2_sqrt)
-        torch._foreach_add_(denom, self.eps)
-        torch._foreach_addcdiv_(self.params, self.exp_avg, denom, -self.lr / bias1)
+        for p, g, avg, avg_sq in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+            avg.lerp_(g, 1 - self.beta1)
+            avg_sq.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+            denom = avg_sq.sqrt().div_(bias2_sqrt).add_(self.eps)
+            p.addcdiv_(avg, denom, value=-self.lr / bias1)
 
     def _fused_step(self, grads):
         # The kernel reads the step count from a tensor (float32, as torch.optim keeps it).
         if self._step_tensor is None:
             self._step_tensor = torch.zeros((), dtype=torch.float32, device=self.params[0].device)
         self._step_tensor.fill_(self.step_count)
-        kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+        kernel = getattr(torch, self.kernel)
         lists = (self.params, grads, self.exp_avg, self.exp_avg_sq)
         for (params, grads_, avg, avg_sq), wd in self._groups(*lists):
             kernel(params, grads_, avg, avg_sq, [], [self._step_tensor] * len(params),
@@ -162,3 +187,21 @@ class Adam(_Optimizer):
 
     def _set_buffers(self, buffers):
         self.exp_avg, self.exp_avg_sq = buffers
+
+
+def _sgd(decay, no_decay, *, lr, momentum, nesterov, weight_decay):
+    return SGD(decay, no_decay, lr=lr, momentum=momentum, nesterov=nesterov,
+               weight_decay=weight_decay)
+
+
+def _adam(decoupled):
+    def make(decay, no_decay, *, lr, momentum, nesterov, weight_decay):
+        return Adam(decay, no_decay, lr=lr, beta1=momentum, weight_decay=weight_decay,
+                    decoupled=decoupled)
+
+    return make
+
+
+# name -> factory(decay, no_decay, *, lr, momentum, nesterov, weight_decay), or
+# None for "lbfgs", which is not a step rule but a full-batch solver (_lbfgs).
+OPTIMIZERS = {"sgd": _sgd, "adam": _adam(False), "adamw": _adam(True), "lbfgs": None}

@@ -1,18 +1,29 @@
-"""Hyperparameter validation: one table, one message format.
+"""The hyperparameters: one table, from which everything about them derives.
 
-Every check names the parameter, the value received and what is accepted, so
-``fit`` fails before any torch code runs.
+``PARAMETERS`` lists every hyperparameter once: name, default, check, what is
+accepted, the numpydoc type and description, and which estimators take it.
+From it come the constructors (``make_init``: explicit signatures that
+``get_params``, ``clone``, ``repr`` and Sphinx see), the numpydoc
+"Parameters" sections (``parameters_doc``) and validation at ``fit``
+(``validate_params``: every message names the parameter, the value received and
+what is accepted). An estimator class states only the defaults it changes.
+Choices that select an implementation are read from that implementation's
+table (activations, optimizers, regression heads), so validation and dispatch
+cannot disagree.
 """
 
+import inspect
 import numbers
+import textwrap
+from dataclasses import dataclass
 
 import numpy as np
 
+from ._heads import REGRESSION_HEADS
 from ._network import ACTIVATIONS
+from ._optim import OPTIMIZERS
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
 SCHEDULES = ("constant", "cosine", "plateau")
-REGRESSION_LOSSES = ("squared_error", "absolute_error", "huber", "poisson")
 DTYPES = (None, "float32", "float64")
 
 
@@ -84,45 +95,173 @@ def _device(value):
     return value in ("cpu", "cuda", "mps", "auto")
 
 
-PARAMETERS = {
-    "hidden_dims": (_hidden_dims, "a tuple of positive integers (layer sizes), e.g. (100,) or ()"),
-    "activation": _choice(tuple(ACTIVATIONS)),
-    "optimizer": _choice(OPTIMIZERS),
-    "lr": _real(0, low_open=True),
-    "momentum": _real(0, 1, high_open=True),
-    "nesterov": _bool(),
-    "weight_decay": _real(0),
-    "batch_size": (_batch_size, "'auto' or an integer >= 1"),
-    "max_iter": _int(1),
-    "lr_schedule": _choice(SCHEDULES),
-    "dropout": _real(0, 1, high_open=True),
-    "batch_norm": _bool(),
-    "early_stopping": _bool(),
-    "validation_fraction": _real(0, 1, low_open=True, high_open=True),
-    "n_iter_no_change": _int(1),
-    "tol": _real(0),
-    "shuffle": _bool(),
-    "class_weight": (_class_weight, "None, 'balanced' or a dict {label: weight}"),
-    "loss": _choice(REGRESSION_LOSSES),
-    "device": (_device, "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"),
-    "dtype": (lambda v: v in DTYPES and (v is None or isinstance(v, str)),
-              "None, 'float32' or 'float64'"),
-    "random_state": (_random_state, "None, an integer or a numpy RandomState"),
-    "warm_start": _bool(),
-    "verbose": (lambda v: _int(0)[0](v) or isinstance(v, (bool, np.bool_)), "0, 1 or 2"),
-    "callbacks": (_callbacks, "None or a list of callables cb(estimator, epoch, logs)"),
-}
+
+def _names(options):
+    return ", ".join(f'"{o}"' for o in options)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: its check, default and documentation."""
+
+    name: str
+    default: object
+    rule: tuple  # (check(value) -> bool, "what is accepted")
+    type: str  # numpydoc type, e.g. "float" or '{"relu", ...}'
+    doc: str
+    tasks: tuple = ("classifier", "regressor")
+
+
+BOTH, CLF, REG = ("classifier", "regressor"), ("classifier",), ("regressor",)
+
+PARAMETERS = (
+    Param("hidden_dims", (100,),
+          (_hidden_dims, "a tuple of positive integers (layer sizes), e.g. (100,) or ()"),
+          "tuple of int", "Sizes of the hidden layers; ``()`` gives a linear model."),
+    Param("activation", "relu", _choice(tuple(ACTIVATIONS)),
+          "{" + _names(ACTIVATIONS) + "}",
+          'Activation after every hidden layer (``"logistic"`` is ``"sigmoid"``).'),
+    Param("optimizer", "adam", _choice(tuple(OPTIMIZERS)), "{" + _names(OPTIMIZERS) + "}",
+          '``"lbfgs"`` is full-batch L-BFGS-B with a line search (scipy driving torch, '
+          "as scikit-learn's MLP): it ignores ``lr`` and ``batch_size``."),
+    Param("lr", 1e-3, _real(0, low_open=True), "float", "Learning rate."),
+    Param("momentum", 0.9, _real(0, 1, high_open=True), "float",
+          "SGD momentum; for Adam/AdamW it is ``beta1``."),
+    Param("nesterov", True, _bool(), "bool", "Nesterov momentum for SGD."),
+    Param("weight_decay", 1e-4, _real(0), "float",
+          "L2 penalty in torch's sense: ``weight_decay * w`` is added to the gradient of "
+          'every weight matrix (not biases or norm layers); decoupled for ``"adamw"``.'),
+    Param("batch_size", "auto", (_batch_size, "'auto' or an integer >= 1"), 'int or "auto"',
+          'Minibatch size; ``"auto"`` is ``min(200, n_samples)``.'),
+    Param("max_iter", 200, _int(1), "int", "Maximum number of epochs (L-BFGS: iterations)."),
+    Param("lr_schedule", "constant", _choice(SCHEDULES), "{" + _names(SCHEDULES) + "}",
+          '``"cosine"`` anneals ``lr`` to 0 over ``max_iter`` epochs (restarting at every '
+          "``fit``, also under ``warm_start``; ``partial_fit`` calls continue it); "
+          '``"plateau"`` divides it by 5 whenever ``n_iter_no_change`` epochs pass without '
+          "a ``tol`` improvement and stops once it is below 1e-6."),
+    Param("dropout", 0.0, _real(0, 1, high_open=True), "float",
+          "Dropout probability after every hidden activation."),
+    Param("batch_norm", False, _bool(), "bool", "BatchNorm1d before every hidden activation."),
+    Param("early_stopping", False, _bool(), "bool",
+          "Hold out ``validation_fraction`` of the data (stratified for single-label "
+          "classifiers), stop when the validation score (accuracy or R², as ``score``) "
+          "stops improving and keep the best weights."),
+    Param("validation_fraction", 0.1, _real(0, 1, low_open=True, high_open=True), "float",
+          "Share of the training data held out for early stopping."),
+    Param("n_iter_no_change", 10, _int(1), "int",
+          "Epochs without a ``tol`` improvement before stopping."),
+    Param("tol", 1e-4, _real(0), "float",
+          "Improvement threshold of the training loss (or validation score)."),
+    Param("shuffle", True, _bool(), "bool", "Reshuffle the samples every epoch."),
+    Param("class_weight", None,
+          (_class_weight, "None, 'balanced' or a dict {label: weight}"),
+          'dict, "balanced" or None', "Weights per class, multiplied into ``sample_weight``.",
+          CLF),
+    Param("loss", "squared_error", _choice(tuple(REGRESSION_HEADS)),
+          "{" + _names(REGRESSION_HEADS) + "}",
+          "Half squared error (as scikit-learn, so ``loss_curve_`` compares), absolute "
+          "error, Huber (delta 1.0), or Poisson deviance with a log link (the network "
+          "outputs the log-mean; ``predict`` returns the mean).", REG),
+    Param("device", "cpu", (_device, "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"), "str",
+          '``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (cuda, then mps, '
+          "then cpu)."),
+    Param("dtype", None, (lambda v: v in DTYPES and (v is None or isinstance(v, str)),
+                          "None, 'float32' or 'float64'"),
+          '{"float32", "float64"} or None',
+          "Compute dtype; ``None`` keeps float32 input in float32 and uses float64 for "
+          "anything else."),
+    Param("random_state", None, (_random_state, "None, an integer or a numpy RandomState"),
+          "int, RandomState instance or None",
+          "Seeds weights, shuffling, dropout and the validation split through a local "
+          "``torch.Generator``; the global RNGs are never used."),
+    Param("warm_start", False, _bool(), "bool",
+          "Continue from the fitted network on the next ``fit``."),
+    Param("verbose", 0, (lambda v: _int(0)[0](v) or isinstance(v, (bool, np.bool_)),
+                         "0, 1 or 2"), "int",
+          "1 prints one line per epoch; 2 adds a progress bar over batches."),
+    Param("callbacks", None,
+          (_callbacks, "None or a list of callables cb(estimator, epoch, logs)"),
+          "list of callables",
+          "Each is called as ``cb(estimator, epoch, logs)`` after every epoch; returning "
+          "True stops training."),
+)
+BY_NAME = {p.name: p for p in PARAMETERS}
+POSITIONAL = ("hidden_dims",)  # every other parameter is keyword-only
+
+
+def parameters_for(task, defaults=None):
+    """[(Param, default)] of the estimators of ``task``, with ``defaults`` applied."""
+    defaults = dict(defaults or {})
+    params = [(p, defaults.pop(p.name, p.default)) for p in PARAMETERS if task in p.tasks]
+    if defaults:
+        raise TypeError(f"unknown parameter(s) for a {task}: {sorted(defaults)}")
+    return params
+
+
+def make_init(params):
+    """An ``__init__`` that stores its arguments untouched, with an explicit
+    signature (``inspect.signature`` sees it, so ``get_params``, ``clone``,
+    ``repr`` and the API docs do)."""
+    kinds = inspect.Parameter
+    signature = inspect.Signature(
+        [kinds("self", kinds.POSITIONAL_OR_KEYWORD)]
+        + [kinds(p.name, kinds.POSITIONAL_OR_KEYWORD if p.name in POSITIONAL
+                 else kinds.KEYWORD_ONLY, default=default) for p, default in params]
+    )
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    return __init__
+
+
+def _default_text(value):
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def parameters_doc(params, indent=4):
+    """The numpydoc "Parameters" entries of ``params``."""
+    lines = []
+    for p, default in params:
+        lines.append(f"{p.name} : {p.type}, default={_default_text(default)}")
+        lines.extend(textwrap.wrap(p.doc, 79 - indent - 4, initial_indent="    ",
+                                   subsequent_indent="    ", break_on_hyphens=False))
+    pad = " " * indent
+    return ("\n" + pad).join(lines)
+
+
+def estimator(task, **defaults):
+    """Class decorator: the constructor and the docstring's parameters from the table.
+
+    The class docstring holds ``{parameters}`` where the entries go; ``defaults``
+    are the defaults this class changes.
+    """
+
+    def decorate(cls):
+        params = parameters_for(task, defaults)
+        cls.__init__ = make_init(params)
+        cls.__init__.__qualname__ = f"{cls.__name__}.__init__"
+        cls.__init__.__module__ = cls.__module__
+        if cls.__doc__ and "{parameters}" in cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("{parameters}", parameters_doc(params))
+        return cls
+
+    return decorate
 
 
 class InvalidParameterError(ValueError, TypeError):
     """A hyperparameter has a wrong value or type (catch as either)."""
 
 
-def validate_params(estimator):
+def validate_params(est):
     """Raise ``ValueError``/``TypeError`` naming the first invalid parameter."""
-    name = type(estimator).__name__
-    for param, value in estimator.get_params(deep=False).items():
-        check, expected = PARAMETERS[param]
+    name = type(est).__name__
+    for param, value in est.get_params(deep=False).items():
+        check, expected = BY_NAME[param].rule
         if not check(value):
             raise InvalidParameterError(
                 f"{name}: the {param!r} parameter must be {expected}; got {value!r}."

@@ -5,14 +5,15 @@ state, the dtype) are stored as numpy arrays copied from CPU tensors and
 strings, so a pickle never holds device tensors (a model fitted on CUDA loads
 on a CPU-only machine), and skops, which knows numpy but not torch, can store
 the estimator too. The network is rebuilt from its architecture on load, on
-its saved device when this machine has it, else on the CPU.
+its saved device when this machine has it, else on the CPU. The network's
+``NetworkSpec`` is stored as a dict and the module rebuilt from it on load.
 """
 
 import numpy as np
 import torch
 
 from ._data import resolve_device
-from ._network import build_mlp
+from ._spec import NetworkSpec
 from ._training import TrainState
 
 
@@ -26,8 +27,8 @@ def pack(state):
         state["_state"] = to_numpy({**state["_state"].__dict__, "best_weights": None})
     if "_rng_state" in state:
         state["_rng_state"] = to_numpy(state["_rng_state"])
-    if "_arch" in state:
-        state["_arch"] = {**state["_arch"], "dtype": str(state["_arch"]["dtype"])[len("torch."):]}
+    if "_spec" in state:
+        state["_spec"] = state["_spec"].to_dict()
     return state
 
 
@@ -38,8 +39,8 @@ def unpack(state):
     device = state.pop("_module_device", "cpu")
     if "_rng_state" in state:
         state["_rng_state"] = to_torch(state["_rng_state"])
-    if "_arch" in state and isinstance(state["_arch"]["dtype"], str):
-        state["_arch"] = {**state["_arch"], "dtype": getattr(torch, state["_arch"]["dtype"])}
+    if isinstance(state.get("_spec"), dict):
+        state["_spec"] = NetworkSpec.from_dict(state["_spec"])
     if isinstance(state.get("_state"), dict):
         train = state["_state"]
         state["_state"] = TrainState(**{**train,
@@ -47,7 +48,7 @@ def unpack(state):
     if module_state is None:
         return state, None
     # A throwaway generator: the weights are overwritten by the saved ones.
-    module = build_mlp(**state["_arch"], generator=torch.Generator().manual_seed(0))
+    module = state["_spec"].build(torch.Generator().manual_seed(0))
     module.load_state_dict(to_torch(module_state))
     return state, module.to(available(device)).eval()
 

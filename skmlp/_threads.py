@@ -40,12 +40,6 @@ _threaded = 0  # of those, how many run in joblib worker threads
 _outer = None  # torch's thread count before the first of them entered
 
 
-def macs(arch, rows):
-    """Multiply-adds of one forward pass of ``rows`` rows through ``arch``."""
-    widths = [arch["n_inputs"], *arch["hidden_dims"], arch["n_outputs"]]
-    return rows * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-
-
 def threads_for(macs_per_step):
     """The size limit for a step of ``macs_per_step`` multiply-adds (None: none)."""
     return 1 if macs_per_step < SINGLE_THREAD_MACS else None

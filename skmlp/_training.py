@@ -1,8 +1,9 @@
 """The training loop: pure torch, no scikit-learn.
 
 ``fit_loop`` -> ``run_single_epoch`` -> ``train_step``, after skorch, without
-its callbacks machinery. The data are tensors already on the training device
-(or, for sparse input, an object whose ``take(idx)`` densifies a batch of rows);
+its callbacks machinery. X is a ``_data._Rows`` (its ``take(idx)`` and
+``slice(start, stop)`` give batches on the training device, whatever the input
+kind), targets and weights are tensors on that device;
 every epoch draws a permutation from a local ``torch.Generator`` and slices
 batches. Nothing here synchronises per batch: the epoch loss is accumulated on
 the device and read once per epoch.
@@ -15,11 +16,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._data import batch_rows
 from ._fastpath import inference, output_bound, plan
-from ._losses import Loss, safe_bound
+from ._heads import Loss, safe_bound
 from ._network import decay_groups
-from ._optim import SGD, Adam
+from ._optim import OPTIMIZERS
 
 PLATEAU_FACTOR = 5.0
 MIN_LR = 1e-6
@@ -42,6 +42,7 @@ class TrainConfig:
     shuffle: bool = True
     early_stopping: bool = False
     verbose: int = 0
+    predict_rows: int = 1 << 14  # rows per chunk of a full forward pass
 
 
 @dataclass
@@ -64,14 +65,16 @@ class TrainState:
 
 def make_optimizer(module, config, lr):
     """The optimizer for ``config`` (weight decay on weight matrices only)."""
+    factory = OPTIMIZERS.get(config.optimizer)
+    if factory is None:
+        raise ValueError(f"optimizer={config.optimizer!r} has no step rule: "
+                         f"one of {[k for k, v in OPTIMIZERS.items() if v]} (lbfgs is "
+                         "a full-batch solver, see _lbfgs.fit_lbfgs).")
     groups = decay_groups(module, config.weight_decay)
     decay = groups[0]["params"]
     no_decay = groups[1]["params"] if len(groups) > 1 else []
-    if config.optimizer == "sgd":
-        return SGD(decay, no_decay, lr=lr, momentum=config.momentum,
+    return factory(decay, no_decay, lr=lr, momentum=config.momentum,
                    nesterov=config.nesterov, weight_decay=config.weight_decay)
-    return Adam(decay, no_decay, lr=lr, beta1=config.momentum,
-                weight_decay=config.weight_decay, decoupled=config.optimizer == "adamw")
 
 
 def _live_tensors(module):
@@ -88,13 +91,6 @@ def snapshot(module):
 def restore(module, weights):
     for target, saved in zip(_live_tensors(module), weights):
         target.copy_(saved)
-
-
-def take_rows(X, idx):
-    """Rows ``idx`` of a dense tensor or of a sparse batch provider."""
-    if isinstance(X, torch.Tensor):
-        return X.index_select(0, idx)
-    return X.take(idx)
 
 
 def weight_sum(wb):
@@ -141,8 +137,7 @@ def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progre
     if n <= config.batch_size:
         # One batch: no permutation, no copies (sparse X: densified in order).
         # A shuffle would only reorder the sum inside the loss.
-        xb = X if isinstance(X, torch.Tensor) else X.slice(0, n)
-        loss = train_step(module, optimizer, loss_fn, xb, Y, W, fast)
+        loss = train_step(module, optimizer, loss_fn, X.slice(0, n), Y, W, fast)
         if progress is not None:
             progress.update(n)
         return loss
@@ -155,7 +150,7 @@ def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progre
         idx = order[start:stop]
         wb = None if W is None else W.index_select(0, idx)
         loss = train_step(
-            module, optimizer, loss_fn, take_rows(X, idx), Y.index_select(0, idx), wb, fast
+            module, optimizer, loss_fn, X.take(idx), Y.index_select(0, idx), wb, fast
         )
         total += loss * (idx.shape[0] if wb is None else wb.sum())
         if progress is not None:
@@ -248,8 +243,8 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
         return reason
     # Full pass for fit, one batch for partial_fit (a full pass per call costs too much).
     rows = n if monitor else min(n, config.batch_size)
-    reason = _keep_finite(module, lambda: outputs_finite(module, loss_fn, data, rows,
-                                                         config.batch_size),
+    chunk = max(config.batch_size, config.predict_rows)
+    reason = _keep_finite(module, lambda: outputs_finite(module, loss_fn, data, rows, chunk),
                           (checkpoints.start, checkpoints.good), reason)
     if reason == "diverged":
         state.optimizer_state = None
@@ -299,15 +294,11 @@ def _keep_finite(module, check, candidates, reason):
     return "diverged"
 
 
-def _abs_max(X):
-    """max |x| over a dense tensor or a ``SparseRows`` matrix (0.0 when empty)."""
-    if not isinstance(X, torch.Tensor):
-        # abs() first, then max(): scipy sums duplicate entries (on a copy) as
-        # toarray() will, and sum |duplicates| >= |their sum| keeps it a bound.
-        return float(abs(X.X).max()) if X.X.nnz else 0.0
-    if X.numel() == 0:
+def _abs_max(T):
+    """max |t| over a tensor (0.0 when empty)."""
+    if T.numel() == 0:
         return 0.0
-    low, high = torch.aminmax(X)
+    low, high = torch.aminmax(T)
     return max(-float(low), float(high))
 
 
@@ -320,32 +311,29 @@ def provably_finite(module, loss_fn, data):
     if not isinstance(loss_fn, Loss) or not params:
         return False
     dtype = params[0].dtype
-    bound = output_bound(module, _abs_max(X))
+    bound = output_bound(module, X.abs_max())
     y_bound = _abs_max(Y) if Y.is_floating_point() else 0.0
     return (bound is not None and bound <= loss_fn.safe_output_bound(dtype)
             and y_bound <= safe_bound(dtype))
 
 
 @torch.no_grad()
-def outputs_finite(module, loss_fn, data, rows, batch_size):
+def outputs_finite(module, loss_fn, data, rows, chunk):
     """Whether the per-sample loss of the first ``rows`` rows is finite (eval mode).
 
     A bound through the weights settles it for nets whose outputs are far from
-    overflow; otherwise a forward pass over the rows, in chunks as large as
-    ``predict``'s (at least ``batch_size`` rows), as contiguous slices.
+    overflow; otherwise a forward pass over the rows, ``chunk`` rows at a time
+    (as large as ``predict``'s batches), as contiguous slices.
     """
     if provably_finite(module, loss_fn, data):
         return True
     X, Y, _ = data
-    widths = [w for m in module.modules() if isinstance(m, torch.nn.Linear)
-              for w in (m.in_features, m.out_features)]
-    step = max(batch_size, batch_rows(widths or [1]))
+    step = X.chunk_rows(chunk)
     forward = inference(module)
     ok = torch.ones((), dtype=torch.bool, device=Y.device)
     for begin in range(0, rows, step):
         stop = min(begin + step, rows)
-        xb = X[begin:stop] if isinstance(X, torch.Tensor) else X.slice(begin, stop)
-        ok &= torch.isfinite(loss_fn(forward(xb), Y[begin:stop])).all()
+        ok &= torch.isfinite(loss_fn(forward(X.slice(begin, stop)), Y[begin:stop])).all()
     return bool(ok)
 
 

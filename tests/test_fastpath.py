@@ -3,21 +3,23 @@
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from skmlp import _losses as L
+from helpers import build_mlp
+
 from skmlp._fastpath import plan
-from skmlp._network import build_mlp
+from skmlp._heads import HEADS
+from skmlp._network import ACTIVATIONS, has_gradient
 
 LOSSES = [
-    (L.REGRESSION["squared_error"], 3, "real"),
-    (L.REGRESSION["absolute_error"], 1, "real"),
-    (L.REGRESSION["huber"], 2, "real"),
-    (L.REGRESSION["poisson"], 2, "count"),
-    (L.BINARY, 1, "binary"),
-    (L.BINARY, 3, "binary"),
-    (L.MULTICLASS, 4, "class"),
+    (HEADS["squared_error"].loss, 3, "real"),
+    (HEADS["absolute_error"].loss, 1, "real"),
+    (HEADS["huber"].loss, 2, "real"),
+    (HEADS["poisson"].loss, 2, "count"),
+    (HEADS["binary"].loss, 1, "binary"),
+    (HEADS["multilabel"].loss, 3, "binary"),
+    (HEADS["multiclass"].loss, 4, "class"),
 ]
-ACTIVATIONS = ["relu", "tanh", "sigmoid", "identity", "gelu", "silu", "leaky_relu", "elu"]
 
 
 def _target(kind, n, k, gen):
@@ -33,9 +35,11 @@ def _target(kind, n, k, gen):
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss, k, kind", LOSSES)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_gradients_match_autograd(activation, loss, k, kind, weighted):
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["fast", "autograd-blocks"])
+def test_gradients_match_autograd(activation, loss, k, kind, weighted, batch_norm):
     gen = torch.Generator().manual_seed(0)
-    module = build_mlp(5, (7, 6), k, activation=activation, dtype=torch.float64, generator=gen)
+    module = build_mlp(5, (7, 6), k, activation=activation, dtype=torch.float64, generator=gen,
+                       batch_norm=batch_norm)
     X = torch.randn(11, 5, generator=gen, dtype=torch.float64)
     y = _target(kind, 11, k, gen)
     w = torch.rand(11, generator=gen, dtype=torch.float64) if weighted else None
@@ -58,13 +62,13 @@ def test_dropout_mask_is_applied_in_backward():
     module = build_mlp(4, (16,), 1, dropout=0.5, dtype=torch.float64, generator=gen)
     X = torch.randn(9, 4, generator=gen, dtype=torch.float64)
     y = torch.randn(9, 1, generator=gen, dtype=torch.float64)
-    loss = L.REGRESSION["squared_error"]
-    module[2].generator = torch.Generator().manual_seed(3)
+    loss = HEADS["squared_error"].loss
+    module.blocks[0].dropout.generator = torch.Generator().manual_seed(3)
     loss.value(module(X), y).mean().backward()
     reference = [p.grad.clone() for p in module.parameters()]
     for p in module.parameters():
         p.grad = None
-    module[2].generator = torch.Generator().manual_seed(3)  # same masks
+    module.blocks[0].dropout.generator = torch.Generator().manual_seed(3)  # same masks
     plan(module, loss)(X, y, None)
     for ours, ref in zip((p.grad for p in module.parameters()), reference):
         torch.testing.assert_close(ours, ref)
@@ -73,8 +77,9 @@ def test_dropout_mask_is_applied_in_backward():
 def test_unsupported_modules_fall_back_to_autograd():
     gen = torch.Generator().manual_seed(0)
     with_norm = build_mlp(4, (8,), 2, batch_norm=True, generator=gen)
-    assert plan(with_norm, L.MULTICLASS) is None
-    assert plan(nn.Sequential(nn.Linear(3, 2), nn.Softplus()), L.BINARY) is None
+    assert not with_norm.blocks[0].fast  # its block runs under autograd inside the plan
+    assert plan(with_norm, HEADS["multiclass"].loss) is not None
+    assert plan(nn.Sequential(nn.Linear(3, 2), nn.Softplus()), HEADS["binary"].loss) is None
     assert plan(build_mlp(4, (8,), 2, generator=gen), lambda out, y: out.sum(1)) is None
 
 
@@ -90,8 +95,12 @@ def test_inference_forward_equals_module_and_leaves_input(activation):
     with torch.inference_mode():
         torch.testing.assert_close(inference(module)(X), module(X), rtol=0, atol=0)
     assert torch.equal(X, before)
-    with_norm = build_mlp(4, (8,), 2, batch_norm=True, generator=gen)
-    assert inference(with_norm) is with_norm
+    with_norm = build_mlp(4, (8,), 2, batch_norm=True, generator=gen).eval()
+    X4 = torch.randn(6, 4, generator=gen)
+    with torch.inference_mode():
+        torch.testing.assert_close(inference(with_norm)(X4), with_norm(X4), rtol=0, atol=0)
+    other = nn.Sequential(nn.Linear(3, 2))
+    assert inference(other) is other
 
 
 # --------------------------------------------------- the bound behind the end-of-fit check
@@ -109,25 +118,33 @@ def test_output_bound_bounds_every_pre_activation(activation, seed):
     scale = 10 ** (4 * torch.rand((), generator=gen, dtype=torch.float64) - 2)
     X = (2 * torch.rand(300, 4, generator=gen, dtype=torch.float64) - 1) * scale
     # the corners that maximise the first layer's rows are the worst inputs there
-    X = torch.cat([X, torch.sign(module[0].weight.detach()) * X.abs().max()])
+    X = torch.cat([X, torch.sign(module.blocks[0].linear.weight.detach()) * X.abs().max()])
     bound = output_bound(module, float(X.abs().max()))
-    h, worst = X, 0.0
+    worst = 0.0
+
+    def record(layer, inputs, output):
+        nonlocal worst
+        worst = max(worst, float(output.abs().max()))
+
+    hooks = [m.register_forward_hook(record) for m in module.modules()
+             if isinstance(m, nn.Linear)]
     with torch.no_grad():
-        for layer in module:
-            h = layer(h)
-            if isinstance(layer, nn.Linear):
-                worst = max(worst, float(h.abs().max()))
+        module(X)
+    for hook in hooks:
+        hook.remove()
     assert worst <= bound * (1 + 1e-12)
     assert output_bound(build_mlp(4, (8,), 2, batch_norm=True, generator=gen), 1.0) is None
 
 
 def test_end_of_fit_check_skips_the_data_pass_only_when_the_bound_proves_it(monkeypatch):
     from skmlp import _training
+    from skmlp._data import TensorRows
 
     gen = torch.Generator().manual_seed(0)
     module = build_mlp(3, (8,), 1, generator=gen).eval()  # float32
-    data = (torch.randn(50, 3, generator=gen), torch.randn(50, 1, generator=gen), None)
-    loss = L.REGRESSION["squared_error"]
+    data = (TensorRows(torch.randn(50, 3, generator=gen), torch.float32, "cpu"),
+            torch.randn(50, 1, generator=gen), None)
+    loss = HEADS["squared_error"].loss
     passes = []
     real = _training.inference
     monkeypatch.setattr(_training, "inference", lambda m: passes.append(1) or real(m))
@@ -135,38 +152,38 @@ def test_end_of_fit_check_skips_the_data_pass_only_when_the_bound_proves_it(monk
     assert _training.provably_finite(module, loss, data)
     assert _training.outputs_finite(module, loss, data, 50, 10) and passes == []
     with torch.no_grad():
-        module[0].weight.fill_(1e12)  # outputs ~1e13: not proven, but finite
+        module.blocks[0].linear.weight.fill_(1e12)  # outputs ~1e13: not proven, but finite
     assert not _training.provably_finite(module, loss, data)
     assert _training.outputs_finite(module, loss, data, 50, 10) and passes == [1]
     with torch.no_grad():
-        module[0].weight.fill_(1e30)  # squared outputs overflow float32
+        module.blocks[0].linear.weight.fill_(1e30)  # squared outputs overflow float32
     assert not _training.outputs_finite(module, loss, data, 50, 10) and passes == [1, 1]
     with torch.no_grad():
-        module[0].weight.fill_(0.1)
-        module[2].bias.fill_(float("nan"))
+        module.blocks[0].linear.weight.fill_(0.1)
+        module.output.bias.fill_(float("nan"))
     assert not _training.provably_finite(module, loss, data)
     assert not _training.outputs_finite(module, loss, data, 50, 10)
     # exp() of the log-mean overflows long before squares do: poisson's bound is tighter
     with torch.no_grad():
-        module[2].bias.fill_(100.0)
+        module.output.bias.fill_(100.0)
     assert _training.provably_finite(module, loss, data)
-    assert not _training.provably_finite(module, L.REGRESSION["poisson"], data)
+    assert not _training.provably_finite(module, HEADS["poisson"].loss, data)
 
 
 def test_end_of_fit_bound_sees_duplicate_sparse_entries_and_poisson_targets():
     import numpy as np
     import scipy.sparse as sp
 
-    from skmlp._data import SparseRows
+    from skmlp._data import SparseRows, TensorRows
     from skmlp._training import outputs_finite, provably_finite
 
-    poisson = L.REGRESSION["poisson"]
+    poisson = HEADS["poisson"].loss
     module = build_mlp(1, (4,), 1, generator=torch.Generator().manual_seed(0)).eval()
     with torch.no_grad():
-        module[0].weight.fill_(1.0)
-        module[0].bias.zero_()
-        module[2].weight.fill_(0.25)
-        module[2].bias.zero_()
+        module.blocks[0].linear.weight.fill_(1.0)
+        module.blocks[0].linear.bias.zero_()
+        module.output.weight.fill_(0.25)
+        module.output.bias.zero_()
     # one stored entry repeated 3 times (a non-canonical CSR matrix): densified, x = 90,
     # so the output is 90 and exp(90) overflows float32; each stored value alone is 30
     X = sp.csr_matrix((np.full(3, 30.0), np.zeros(3, int), np.array([0, 3])), shape=(1, 1))
@@ -174,5 +191,61 @@ def test_end_of_fit_bound_sees_duplicate_sparse_entries_and_poisson_targets():
     assert not provably_finite(module, poisson, data)
     assert not outputs_finite(module, poisson, data, 1, 1)
     # large count targets need only the general bound, not poisson's tighter output bound
-    small = (torch.full((3, 1), 0.1), torch.full((3, 1), 1000.0), None)
+    small = (TensorRows(torch.full((3, 1), 0.1), torch.float32, "cpu"),
+             torch.full((3, 1), 1000.0), None)
     assert provably_finite(module, poisson, small)
+
+
+# ------------------------------------------------------------ the activation registry
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_registry_each_activation_is_fast_or_autograd_only(name):
+    """Every activation either has a gradient kernel that the fast path uses
+    (checked against autograd above, for every entry of the table) or is
+    autograd-only: its blocks then run under autograd inside the plan."""
+    entry = ACTIVATIONS[name]
+    block = build_mlp(3, (4,), 1, activation=name).blocks[0]
+    assert block.fast == has_gradient(entry)
+    assert isinstance(block.act, entry.module)
+    if entry.forward is not None:
+        z = torch.linspace(-5, 5, 101, dtype=torch.float64)
+        torch.testing.assert_close(entry.forward(z), entry.module()(z))
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_registry_bound_assumption_holds(name):
+    """The end-of-fit bound trusts each entry's ``bound``: check it on a wide grid."""
+    entry = ACTIVATIONS[name]
+    z = torch.cat([torch.linspace(-50, 50, 20001, dtype=torch.float64),
+                   torch.logspace(-6, 30, 400, dtype=torch.float64),
+                   -torch.logspace(-6, 30, 400, dtype=torch.float64)])
+    h = entry.module()(z)
+    if entry.bound == "unit":
+        assert h.abs().max() <= 1.0
+    elif entry.bound == "linear":
+        assert torch.all(h.abs() <= torch.maximum(z.abs(), torch.ones_like(z)))
+    else:
+        assert entry.bound is None
+
+
+def test_an_autograd_only_activation_trains_through_the_plan(monkeypatch):
+    """A table entry without a gradient kernel (here: softplus, added for the
+    test) is autograd-only: its blocks are not fast, gradients still match."""
+    from skmlp import _network
+
+    softplus = _network.Activation(nn.Softplus, F.softplus, None, bound=None)
+    monkeypatch.setitem(_network.ACTIVATIONS, "softplus", softplus)
+    gen = torch.Generator().manual_seed(0)
+    module = build_mlp(5, (7, 6), 2, activation="softplus", dtype=torch.float64, generator=gen)
+    assert not any(b.fast for b in module.blocks)
+    X = torch.randn(11, 5, generator=gen, dtype=torch.float64)
+    y = torch.randn(11, 2, generator=gen, dtype=torch.float64)
+    loss = HEADS["squared_error"].loss
+    loss.value(module(X), y).mean().backward()
+    reference = [p.grad.clone() for p in module.parameters()]
+    for p in module.parameters():
+        p.grad = None
+    plan(module, loss)(X, y, None)
+    for ours, ref in zip((p.grad for p in module.parameters()), reference):
+        torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
+    from skmlp._fastpath import output_bound
+    assert output_bound(module.eval(), 1.0) is None  # no bound declared: the data pass runs

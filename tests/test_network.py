@@ -1,31 +1,43 @@
-"""The pure torch network: layer order, initialisation, dropout, decay groups."""
+"""The pure torch network: structure from the spec, initialisation, dropout,
+decay groups, and the rule that every parameter is initialised and optimised."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from helpers import build_mlp
 from torch import nn
 
-from skmlp._network import GeneratorDropout, build_mlp, decay_groups, set_dropout_generator
+from skmlp._network import (ACTIVATIONS, MLP, PARAMETER_RULES, GeneratorDropout, decay_groups,
+                            init_weights, set_dropout_generator)
+from skmlp._spec import NetworkSpec
 
 
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def test_layer_order_with_batch_norm_and_dropout():
+def test_blocks_follow_the_spec():
     module = build_mlp(3, (5, 4), 2, activation="tanh", dropout=0.2, batch_norm=True,
                        generator=_gen())
-    kinds = [type(layer) for layer in module]
-    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.Tanh, GeneratorDropout,
-                     nn.Linear, nn.BatchNorm1d, nn.Tanh, GeneratorDropout, nn.Linear]
-    assert [m.p for m in module if isinstance(m, GeneratorDropout)] == [0.2, 0.2]
-    assert module[-1].out_features == 2
+    assert isinstance(module, MLP) and len(module.blocks) == 2
+    for block, (d_in, d_out) in zip(module.blocks, [(3, 5), (5, 4)]):
+        assert (block.linear.in_features, block.linear.out_features) == (d_in, d_out)
+        assert isinstance(block.norm, nn.BatchNorm1d) and isinstance(block.act, nn.Tanh)
+        assert isinstance(block.dropout, GeneratorDropout) and block.dropout.p == 0.2
+        assert not block.fast  # batch norm: autograd covers the block
+    assert module.output.in_features == 4 and module.output.out_features == 2
+    plain = build_mlp(3, (5,), 2, generator=_gen())
+    assert plain.blocks[0].norm is None and plain.blocks[0].dropout is None
+    assert plain.blocks[0].fast
 
 
 def test_no_hidden_layers_is_linear():
     module = build_mlp(3, (), 2, generator=_gen())
-    assert len(module) == 1 and isinstance(module[0], nn.Linear)
+    assert len(module.blocks) == 0 and isinstance(module.output, nn.Linear)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(module(x), x @ module.output.weight.T + module.output.bias)
 
 
 def test_glorot_init_from_local_generator_only():
@@ -38,12 +50,22 @@ def test_glorot_init_from_local_generator_only():
         assert torch.equal(pa, pb)
         assert pa.dtype == torch.float64
     bound = math.sqrt(6 / (10 + 6))
-    assert a[0].weight.abs().max() <= bound
-    assert a[0].weight.abs().max() > 0.8 * bound  # uniform over the whole range
+    weight = a.blocks[0].linear.weight
+    assert weight.abs().max() <= bound
+    assert weight.abs().max() > 0.8 * bound  # uniform over the whole range
     sig = build_mlp(10, (6,), 2, activation="logistic", generator=_gen(1))
-    assert sig[0].weight.abs().max() <= math.sqrt(2 / 16)
+    assert sig.blocks[0].linear.weight.abs().max() <= math.sqrt(2 / 16)
     c = build_mlp(10, (6,), 2, dtype=torch.float64, generator=_gen(2))
-    assert not torch.equal(a[0].weight, c[0].weight)
+    assert not torch.equal(weight, c.blocks[0].linear.weight)
+
+
+def test_initial_weights_do_not_depend_on_the_dtype():
+    """Drawn once in float64, then cast: float32 is float64 rounded."""
+    f64 = build_mlp(7, (6, 5), 3, dtype=torch.float64, generator=_gen(4))
+    f32 = build_mlp(7, (6, 5), 3, dtype=torch.float32, generator=_gen(4))
+    for p64, p32 in zip(f64.parameters(), f32.parameters()):
+        assert p32.dtype == torch.float32
+        assert torch.equal(p64.to(torch.float32), p32)
 
 
 def test_generator_dropout_train_eval_and_repeatable():
@@ -73,3 +95,37 @@ def test_decay_groups_hold_weight_matrices_only(batch_norm):
     n_params = len(list(module.parameters()))
     assert len(decay["params"]) + len(rest["params"]) == n_params
     assert len(decay["params"]) == 3
+
+
+def test_a_parameter_without_a_rule_fails_loudly():
+    """A new layer kind (e.g. an embedding) must say how it is initialised and
+    optimised; otherwise building or grouping the network raises."""
+    module = build_mlp(3, (4,), 2, generator=_gen())
+    module.embedding = nn.Embedding(5, 3)
+    with pytest.raises(TypeError, match="Embedding.*PARAMETER_RULES"):
+        init_weights(module, _gen())
+    with pytest.raises(TypeError, match="Embedding.*PARAMETER_RULES"):
+        decay_groups(module, 0.1)
+    assert nn.Embedding not in PARAMETER_RULES
+
+
+def test_every_parameter_of_every_built_network_has_a_rule():
+    for activation in ACTIVATIONS:
+        for batch_norm in (False, True):
+            module = build_mlp(3, (4, 2), 2, activation=activation, batch_norm=batch_norm,
+                               dropout=0.1, generator=_gen())
+            grouped = [p for g in decay_groups(module, 0.1) for p in g["params"]]
+            assert {id(p) for p in grouped} == {id(p) for p in module.parameters()}
+            assert len(grouped) == len(list(module.parameters()))
+
+
+def test_spec_round_trip_and_derived_sizes():
+    spec = NetworkSpec(5, (7, 3), 2, "binary", activation="gelu", dropout=0.1, dtype="float32")
+    assert NetworkSpec.from_dict(spec.to_dict()) == spec
+    assert spec.widths() == [5, 7, 3, 2]
+    assert spec.macs(10) == 10 * (5 * 7 + 7 * 3 + 3 * 2)
+    module = spec.build(_gen())
+    assert sum(p.numel() for p in module.parameters()) == 5 * 7 + 7 + 7 * 3 + 3 + 3 * 2 + 2
+    assert next(module.parameters()).dtype == torch.float32
+    assert spec.head.loss is not None and spec.torch_dtype == torch.float32
+    assert np.isfinite(spec.head.safe_output_bound(torch.float32))

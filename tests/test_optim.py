@@ -5,7 +5,9 @@ import copy
 import pytest
 import torch
 
-from skmlp._network import build_mlp, decay_groups
+from helpers import build_mlp
+
+from skmlp._network import decay_groups
 from skmlp._training import TrainConfig, make_optimizer
 
 CASES = [
@@ -113,3 +115,61 @@ def test_state_moves_between_fused_and_foreach_paths(name):
         state = opt.state_dict()
     for a, b in zip(straight.parameters(), switched.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------- private kernels: used where they work
+def _steps_equal_torch_optim(name, reference, **config):
+    gen = torch.Generator().manual_seed(0)
+    ours = build_mlp(3, (5,), 2, dtype=torch.float64, generator=gen)
+    theirs = copy.deepcopy(ours)
+    opt_ours = make_optimizer(ours, TrainConfig(optimizer=name, **config), lr=0.05)
+    opt_theirs = reference(decay_groups(theirs, config.get("weight_decay", 0.0)), 0.05)
+    X = torch.randn(8, 3, generator=gen, dtype=torch.float64)
+    _five_steps_each(X, (ours, opt_ours), (theirs, opt_theirs))
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    return opt_ours
+
+
+@pytest.mark.parametrize("name, momentum, nesterov, reference", CASES)
+def test_a_missing_fused_kernel_takes_the_public_path(name, momentum, nesterov, reference,
+                                                      monkeypatch):
+    kernel = {"sgd": "_fused_sgd_", "adam": "_fused_adam_", "adamw": "_fused_adamw_"}[name]
+    monkeypatch.delattr(torch, kernel)
+    opt = _steps_equal_torch_optim(name, reference, momentum=momentum, nesterov=nesterov,
+                                   weight_decay=0.1)
+    assert not opt.fused
+
+
+@pytest.mark.parametrize("name, momentum, nesterov, reference", CASES)
+def test_a_raising_fused_kernel_falls_back_for_good(name, momentum, nesterov, reference,
+                                                    monkeypatch):
+    kernel = {"sgd": "_fused_sgd_", "adam": "_fused_adam_", "adamw": "_fused_adamw_"}[name]
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("kernel not implemented for this build")
+
+    monkeypatch.setattr(torch, kernel, broken)
+    opt = _steps_equal_torch_optim(name, reference, momentum=momentum, nesterov=nesterov,
+                                   weight_decay=0.1)
+    assert not opt.fused and len(calls) == 1  # tried once, then the public path
+
+
+def test_optimizer_names_are_one_table_for_validation_and_dispatch():
+    from skmlp._optim import OPTIMIZERS
+    from skmlp._params import BY_NAME
+
+    check, _ = BY_NAME["optimizer"].rule
+    assert all(check(name) for name in OPTIMIZERS)
+    assert not check("rmsprop")
+    module = build_mlp(3, (4,), 1)
+    for name, factory in OPTIMIZERS.items():
+        if factory is None:  # lbfgs: a full-batch solver, not a step rule
+            with pytest.raises(ValueError, match="lbfgs"):
+                make_optimizer(module, TrainConfig(optimizer=name), lr=0.1)
+        else:
+            assert make_optimizer(module, TrainConfig(optimizer=name), lr=0.1) is not None
+    with pytest.raises(ValueError, match="rmsprop"):
+        make_optimizer(module, TrainConfig(optimizer="rmsprop"), lr=0.1)

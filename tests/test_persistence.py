@@ -119,7 +119,6 @@ def test_tensor_state_from_older_pickles_still_loads():
     state = est.__getstate__()
     state["_module_state"] = {k: torch.from_numpy(v) for k, v in state["_module_state"].items()}
     state["_rng_state"] = torch.from_numpy(state["_rng_state"])
-    state["_arch"] = {**state["_arch"], "dtype": torch.float64}
     fresh = MLPTorchClassifier.__new__(MLPTorchClassifier)
     fresh.__setstate__(state)
     assert_array_equal(outputs(fresh), outputs(est))

@@ -23,6 +23,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 
 import skmlp
 import skmlp._data
@@ -165,7 +166,14 @@ def test_failed_callback_leaves_dropout_on_no_generator():
     model = MLPTorchRegressor((4,), dropout=0.5, callbacks=[boom], random_state=0)
     with pytest.raises(RuntimeError):
         model.fit(X, Y_REG)
+    assert not hasattr(model, "module_")  # a first fit that fails leaves it unfitted
+    model.set_params(callbacks=None, max_iter=3).fit(X, Y_REG)
+    before = model.predict(X)
+    model.set_params(callbacks=[boom], warm_start=True)
+    with pytest.raises(RuntimeError):
+        model.fit(X, Y_REG)  # trains in place until the callback raises
     assert all(getattr(m, "generator", None) is None for m in model.module_.modules())
+    np.testing.assert_array_equal(model.predict(X), before)
 
 
 # ------------------------------------------------------------ repeatability
@@ -368,3 +376,48 @@ def test_predict_batches_are_sized_by_the_widest_layer(monkeypatch):
     assert max(rows) <= 2000 // 200 and sum(rows) == 1000
     monkeypatch.setattr(skmlp._data, "PREDICT_BATCH_ELEMENTS", 1 << 21)
     np.testing.assert_allclose(out, reg.predict(X))
+
+
+# ------------------------------------------------------- fixes found on review
+def test_float32_and_float64_fits_start_from_the_same_weights_and_agree():
+    """As sklearn's test_mlp_classifier_dtypes_casting: same seed, either dtype."""
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import MinMaxScaler
+
+    Xd, yd = load_digits(n_class=3, return_X_y=True)
+    Xd = MinMaxScaler().fit_transform(Xd)
+    kw = dict(hidden_dims=(5, 3), max_iter=20, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        f64 = MLPTorchClassifier(**kw).fit(Xd[:300], yd[:300])
+        f32 = MLPTorchClassifier(**kw).fit(Xd[:300].astype(np.float32), yd[:300])
+    assert f32.predict_proba(Xd[:1].astype(np.float32)).dtype == np.float32
+    np.testing.assert_array_equal(f64.predict(Xd[300:]), f32.predict(Xd[300:].astype(np.float32)))
+    np.testing.assert_allclose(f64.predict_proba(Xd[300:]),
+                               f32.predict_proba(Xd[300:].astype(np.float32)), rtol=1e-3)
+    first32 = MLPTorchClassifier(**{**kw, "max_iter": 1}).partial_fit(
+        Xd[:1].astype(np.float32), yd[:1], classes=[0, 1, 2])
+    first64 = MLPTorchClassifier(**{**kw, "max_iter": 1}).partial_fit(
+        Xd[:1], yd[:1], classes=[0, 1, 2])
+    for p32, p64 in zip(first32.module_.parameters(), first64.module_.parameters()):
+        torch.testing.assert_close(p32, p64.to(torch.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_refit_that_fails_after_target_encoding_changes_nothing():
+    """3 classes fitted; a refit on 4 classes that fails at the device check
+    must not leave classes_ with 4 entries beside a 3-output network."""
+    clf = MLPTorchClassifier((5,), max_iter=3, random_state=0).fit(X, Y_CLASS)
+    before = dict(clf.__dict__)
+    proba = clf.predict_proba(X)
+    clf.set_params(device="cuda:99")  # no machine has 100 GPUs
+    with pytest.raises(ValueError, match="cuda:99"):
+        clf.fit(X, np.arange(len(X)) % 4)
+    assert set(clf.__dict__) == set(before)
+    assert len(clf.classes_) == 3 and clf.n_outputs_ == before["n_outputs_"]
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)
+    # partial_fit that raises mid-training (a callback) also rolls back
+    clf.set_params(device="cpu", callbacks=[lambda est, epoch, logs: 1 / 0])
+    with pytest.raises(ZeroDivisionError):
+        clf.partial_fit(X, Y_CLASS)
+    assert clf.t_ == before["t_"] and clf.n_iter_ == before["n_iter_"]
+    np.testing.assert_array_equal(clf.predict_proba(X), proba)

@@ -16,8 +16,9 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from helpers import build_mlp
+
 from skmlp import MLPTorchClassifier, MLPTorchRegressor
-from skmlp._network import build_mlp
 from skmlp._training import TrainConfig, make_optimizer
 
 HISTORY_KEYS = {"epoch", "loss", "val_score", "lr", "seconds"}
@@ -144,13 +145,13 @@ def test_validation_score_hooks_match_sklearn_metrics():
     X, y = _reg_data(n=40, n_targets=2)
     reg = _fit_quiet(MLPTorchRegressor((4,), max_iter=2, random_state=0), X, y)
     pred, w = rng.normal(size=y.shape), rng.uniform(0.1, 2, size=40)
-    got = reg._score_tensor(torch.from_numpy(pred), torch.from_numpy(y), torch.from_numpy(w))
+    got = reg._head.score(torch.from_numpy(pred), torch.from_numpy(y), torch.from_numpy(w))
     assert float(got) == pytest.approx(r2_score(y, pred, sample_weight=w))
 
     Xc, yc = _clf_data(n=40)
     clf = _fit_quiet(MLPTorchClassifier((4,), max_iter=2, random_state=0), Xc, yc)
     logits = rng.normal(size=(40, 3))
-    got = clf._score_tensor(torch.from_numpy(logits), torch.from_numpy(yc), torch.from_numpy(w))
+    got = clf._head.score(torch.from_numpy(logits), torch.from_numpy(yc), torch.from_numpy(w))
     assert float(got) == pytest.approx(accuracy_score(yc, logits.argmax(1), sample_weight=w))
 
 
@@ -688,3 +689,16 @@ def test_exhausted_cosine_schedule_warns_under_partial_fit():
         reg.partial_fit(X, y)
     with pytest.warns(UserWarning, match="cosine.*reached lr=0"):
         reg.partial_fit(X, y)
+
+
+def test_lbfgs_dropout_masks_come_from_random_state_not_the_global_rng():
+    X, y = _reg_data(n=60)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    kw = dict(hidden_dims=(16,), optimizer="lbfgs", dropout=0.3, max_iter=15, random_state=4)
+    a = _fit_quiet(MLPTorchRegressor(**kw), X, y)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = _fit_quiet(MLPTorchRegressor(**kw), X, y)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    c = _fit_quiet(MLPTorchRegressor(**{**kw, "random_state": 5}), X, y)
+    assert not np.array_equal(a.predict(X), c.predict(X))

@@ -1,0 +1,319 @@
+"""Output heads: the loss, the link and the decoding of each task (pure torch).
+
+A ``Head`` is everything that depends on what the outputs mean: how targets
+are laid out for training, the per-sample loss and its gradient (for the
+hand-written backward pass of ``_fastpath``), the link from raw outputs to
+predictions (probabilities, means), the decoding into labels, and the
+validation score. ``HEADS`` is the one table: estimators pick an entry by name
+(``NetworkSpec.head_name``), parameter validation reads its regression keys,
+and training, predict, score, early stopping and ONNX export all use the same
+object. Adding a regression loss with a link is one ``Loss`` and one entry.
+
+Losses map ``(out, target)`` to one value per sample (summed or averaged over
+outputs as scikit-learn does) and to ``d loss_i / d out_i`` of the same shape
+as ``out``. ``target`` is a float tensor ``(n, k)`` except for the multiclass
+log-loss, where it holds class indices ``(n,)``.
+"""
+
+import math
+
+import numpy as np
+
+import torch
+import torch.nn.functional as F
+
+
+def safe_bound(dtype):
+    """A bound B: if every |out| and |target| is at most B, every loss here is
+    finite in ``dtype`` (they grow at most quadratically in |out| and |target|,
+    or are log-sum-exps of logits); poisson lowers it for the outputs."""
+    return torch.finfo(dtype).max ** 0.25
+
+
+class Loss:
+    """A per-sample loss: ``value(out, y)`` -> (n,), ``grad(out, y)`` -> like ``out``."""
+
+    def value(self, out, target):
+        raise NotImplementedError
+
+    def grad(self, out, target):
+        raise NotImplementedError
+
+    def value_and_grad(self, out, target):
+        """Both at once (a loss may share work between them)."""
+        return self.value(out, target), self.grad(out, target)
+
+    def safe_output_bound(self, dtype):
+        """|out| at most this (and |target| at most ``safe_bound``) keeps every
+        per-sample loss finite in ``dtype``."""
+        return safe_bound(dtype)
+
+    def __call__(self, out, target):
+        return self.value(out, target)
+
+
+class SquaredError(Loss):
+    """Half squared error, averaged over outputs (scikit-learn's ``squared_loss``)."""
+
+    def value(self, out, target):
+        return 0.5 * (out - target).pow(2).mean(dim=1)
+
+    def grad(self, out, target):
+        return (out - target).div_(out.shape[1])
+
+
+class AbsoluteError(Loss):
+    def value(self, out, target):
+        return (out - target).abs().mean(dim=1)
+
+    def grad(self, out, target):
+        return torch.sign(out - target).div_(out.shape[1])
+
+
+class Huber(Loss):
+    """Huber loss with delta 1.0, averaged over outputs."""
+
+    def value(self, out, target):
+        return F.huber_loss(out, target, reduction="none", delta=1.0).mean(dim=1)
+
+    def grad(self, out, target):
+        return (out - target).clamp_(-1.0, 1.0).div_(out.shape[1])
+
+
+class Poisson(Loss):
+    """Poisson deviance (log link) up to terms constant in the prediction."""
+
+    def value(self, out, target):
+        return (torch.exp(out) - target * out).mean(dim=1)
+
+    def grad(self, out, target):
+        return (torch.exp(out) - target).div_(out.shape[1])
+
+    def safe_output_bound(self, dtype):
+        # exp(out) must stay finite too.
+        return min(safe_bound(dtype), math.log(torch.finfo(dtype).max) / 2)
+
+
+class BinaryLogLoss(Loss):
+    """Binary / multilabel log-loss from logits, summed over labels."""
+
+    def value(self, out, target):
+        return F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(dim=1)
+
+    def grad(self, out, target):
+        return torch.sigmoid(out) - target
+
+
+class MultiLogLoss(Loss):
+    """Multiclass log-loss (softmax cross-entropy) from logits."""
+
+    def value(self, out, target):
+        return F.cross_entropy(out, target, reduction="none")
+
+    def grad(self, out, target):
+        return self.value_and_grad(out, target)[1]
+
+    def value_and_grad(self, out, target):
+        # One log-softmax serves both: loss_i = -log p_i[y_i], grad = p_i - onehot(y_i).
+        log_p = torch.log_softmax(out, dim=1)
+        value = -log_p.gather(1, target[:, None]).squeeze(1)
+        g = log_p.exp_()
+        g[torch.arange(g.shape[0], device=g.device), target] -= 1
+        return value, g
+
+
+
+# ------------------------------------------------------------------- heads
+class Head:
+    """Loss, link and decoding of one task.
+
+    loss : the per-sample training loss (a ``Loss``).
+    is_classifier : probabilities out (classifier) or predictions (regressor).
+    """
+
+    loss = None
+    is_classifier = False
+
+    def encode(self, y):
+        """Targets (codes for classifiers, values for regressors) as trained on."""
+        return np.asarray(y, dtype=np.float64)
+
+    def output(self, z):
+        """What ``predict_proba`` (classifiers) or ``predict`` (regressors) returns."""
+        raise NotImplementedError
+
+    def score(self, z, Y, W):
+        """The validation score of raw outputs ``z`` (accuracy / R², as ``score``)."""
+        raise NotImplementedError
+
+    def stratify(self, Y):
+        """The labels to stratify a validation split by (None: do not)."""
+        return None
+
+    def safe_output_bound(self, dtype):
+        return self.loss.safe_output_bound(dtype)
+
+
+def _weighted_mean(values, W):
+    return values.mean() if W is None else (values * W).sum() / W.sum()
+
+
+class _ClassificationHead(Head):
+    is_classifier = True
+
+    def output(self, z):
+        return self.proba(z)
+
+    def score(self, z, Y, W):
+        return _weighted_mean(self.correct(z, Y).to(z.dtype), W)
+
+    def labels(self, codes, classes):
+        """``predict``'s output from the codes ``predict`` decoded."""
+        return classes[codes]
+
+
+class BinaryHead(_ClassificationHead):
+    """Two classes: one logit, a sigmoid; ``decision`` is the positive logit."""
+
+    loss = BinaryLogLoss()
+
+    def n_outputs(self, n_classes):
+        return 1
+
+    def encode(self, codes):
+        return np.asarray(codes, dtype=np.float64).reshape(-1, 1)
+
+    def proba(self, z):
+        p = torch.sigmoid(z)
+        return torch.cat([1 - p, p], dim=1)
+
+    def log_proba(self, z):
+        return torch.cat([F.logsigmoid(-z), F.logsigmoid(z)], dim=1)
+
+    def decision(self, z):
+        return z[:, 0]
+
+    def predict(self, z):
+        return (z[:, 0] > 0).to(torch.int64)
+
+    def correct(self, z, Y):
+        return (z[:, 0] > 0) == (Y[:, 0] > 0.5)
+
+    def stratify(self, Y):
+        return Y
+
+
+class MulticlassHead(_ClassificationHead):
+    """One logit per class and a softmax."""
+
+    loss = MultiLogLoss()
+
+    def n_outputs(self, n_classes):
+        return n_classes
+
+    def encode(self, codes):
+        return np.asarray(codes)
+
+    def proba(self, z):
+        return torch.softmax(z, dim=1)
+
+    def log_proba(self, z):
+        return torch.log_softmax(z, dim=1)
+
+    def decision(self, z):
+        return z
+
+    def predict(self, z):
+        return z.argmax(dim=1)
+
+    def correct(self, z, Y):
+        return z.argmax(dim=1) == Y
+
+    def stratify(self, Y):
+        return Y
+
+
+class MultilabelHead(_ClassificationHead):
+    """An indicator matrix: one independent sigmoid per label."""
+
+    loss = BinaryLogLoss()
+
+    def n_outputs(self, n_labels):
+        return n_labels
+
+    def proba(self, z):
+        return torch.sigmoid(z)
+
+    def log_proba(self, z):
+        return F.logsigmoid(z)
+
+    def decision(self, z):
+        return z
+
+    def predict(self, z):
+        return (z > 0).to(torch.int64)
+
+    def correct(self, z, Y):
+        return ((z > 0) == (Y > 0.5)).all(dim=1)
+
+    def labels(self, codes, classes):
+        return codes  # the indicator matrix itself
+
+
+def _identity(z):
+    return z
+
+
+class RegressionHead(Head):
+    """A regression loss and its inverse link (identity, or exp for a log link).
+
+    ``nonnegative`` targets are required by losses defined only for them.
+    """
+
+    def __init__(self, loss, inverse_link=_identity, nonnegative=False):
+        self.loss = loss
+        self.inverse_link = inverse_link
+        self.nonnegative = nonnegative
+
+    def n_outputs(self, n_targets):
+        return n_targets
+
+    def check_target(self, y, name):
+        if self.nonnegative and np.any(np.asarray(y) < 0):
+            raise ValueError(f"loss={name!r} needs non-negative targets (counts or rates); "
+                             "y has negative values.")
+
+    def output(self, z):
+        return self.inverse_link(z)
+
+    def score(self, z, Y, W):
+        pred = self.output(z)
+        w = torch.ones_like(Y[:, 0]) if W is None else W
+        w = w[:, None] / w.sum()
+        mean = (w * Y).sum(dim=0, keepdim=True)
+        ss_res = (w * (Y - pred) ** 2).sum(dim=0)
+        ss_tot = (w * (Y - mean) ** 2).sum(dim=0)
+        r2 = torch.where(ss_tot > 0, 1 - ss_res / torch.where(ss_tot > 0, ss_tot, 1),
+                         (ss_res == 0).to(z.dtype))
+        return r2.mean()
+
+
+REGRESSION_HEADS = {
+    "squared_error": RegressionHead(SquaredError()),
+    "absolute_error": RegressionHead(AbsoluteError()),
+    "huber": RegressionHead(Huber()),
+    "poisson": RegressionHead(Poisson(), torch.exp, nonnegative=True),
+}
+CLASSIFICATION_HEADS = {
+    "binary": BinaryHead(),
+    "multiclass": MulticlassHead(),
+    "multilabel": MultilabelHead(),
+}
+HEADS = {**REGRESSION_HEADS, **CLASSIFICATION_HEADS}
+
+
+def classification_head(multilabel, n_classes):
+    """The name of the head for a classification target."""
+    if multilabel:
+        return "multilabel"
+    return "binary" if n_classes == 2 else "multiclass"

@@ -1,0 +1,69 @@
+"""The one description of a fitted network: inputs, blocks, head.
+
+A ``NetworkSpec`` is plain data (ints, strings, a tuple), fixed at the start
+of a fit. Everything else derives from it: the module (``build``), thread
+sizing (``macs``), predict batch sizes (``widths``), the loss, link and decode
+(``head``), persistence (``to_dict`` / ``from_dict``: the pickle stores the
+spec, not the module's class) and ONNX export. Pure torch.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ._heads import HEADS
+from ._network import build
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What the network is.
+
+    n_inputs : width of the numeric input ``x (n, n_inputs)``.
+    hidden_dims : widths of the hidden blocks.
+    n_outputs : width of the output layer (logits / raw outputs).
+    head_name : key of ``_heads.HEADS``: the loss, link and decoding of the outputs.
+    activation : key of ``_network.ACTIVATIONS``.
+    dropout, batch_norm : per hidden block.
+    dtype : ``"float32"`` or ``"float64"``.
+    """
+
+    n_inputs: int
+    hidden_dims: tuple
+    n_outputs: int
+    head_name: str
+    activation: str = "relu"
+    dropout: float = 0.0
+    batch_norm: bool = False
+    dtype: str = "float64"
+
+    @property
+    def torch_dtype(self):
+        return TORCH_DTYPES[self.dtype]
+
+    @property
+    def head(self):
+        """The ``Head`` object (loss, link, decoding)."""
+        return HEADS[self.head_name]
+
+    def widths(self):
+        """Input, hidden and output widths, in order."""
+        return [self.n_inputs, *self.hidden_dims, self.n_outputs]
+
+    def macs(self, rows):
+        """Multiply-adds of one forward pass of ``rows`` rows."""
+        w = self.widths()
+        return rows * sum(a * b for a, b in zip(w[:-1], w[1:]))
+
+    def build(self, generator):
+        """The initialised module on the CPU (weights drawn from ``generator``)."""
+        return build(self, generator)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, state):
+        return cls(**{**state, "hidden_dims": tuple(state["hidden_dims"])})
