@@ -2,12 +2,16 @@
 
     python benchmarks/run.py [--quick] [--repeat N] [--json PATH] [--device cuda] [--rows N]
                              [--workloads W1,W2] [--contenders skmlp,sklearn]
+                             [--baseline REV]
 
 All contenders use the same hidden sizes, optimizer (Adam, lr 1e-3, no weight
 decay / alpha), batch size and epochs, no early stopping and no tolerance-based
 stopping. Prints a markdown table of medians and ratios and writes JSON.
 Repeats run in interleaved rounds (every contender once per round), so a slow
-phase of a shared machine does not land on one contender only.
+phase of a shared machine does not land on one contender only. ``--baseline
+REV`` adds skmlp as of git revision REV as a contender ("skmlp@REV"), imported
+side by side from a ``git archive`` copy, to measure a change against the code
+before it in the same run.
 
 Workloads
 - W1  load_digits, hidden (100,), batch 200, 50 epochs: fit time.
@@ -19,11 +23,16 @@ Workloads
 """
 
 import argparse
+import importlib
+import io
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import warnings
 
@@ -38,13 +47,35 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, os.path.dirname(__file__))
 from contenders import minimal_loop, skorch_model  # noqa: E402
 
-from skmlp import MLPTorchClassifier, MLPTorchRegressor  # noqa: E402
+import skmlp  # noqa: E402,F401
 
 warnings.simplefilter("ignore", ConvergenceWarning)
 
 
-def skmlp_model(task, hidden, batch, epochs, dtype, device="cpu"):
-    cls = MLPTorchClassifier if task == "clf" else MLPTorchRegressor
+BASELINES = {}  # "skmlp@REV" -> the package as of REV
+
+
+def load_baseline(rev):
+    """skmlp as of git revision ``rev``, importable beside the working copy.
+
+    The package uses relative imports only, so a copy under another name
+    (``skmlp_<rev>``) imports as a separate package.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    blob = subprocess.run(["git", "-C", root, "archive", rev, "skmlp"], check=True,
+                          capture_output=True).stdout
+    tmp = tempfile.mkdtemp(prefix="skmlp-baseline-")
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(tmp, filter="data")
+    name = "skmlp_" + "".join(c if c.isalnum() else "_" for c in rev)
+    os.rename(os.path.join(tmp, "skmlp"), os.path.join(tmp, name))
+    sys.path.insert(0, tmp)
+    BASELINES[f"skmlp@{rev}"] = importlib.import_module(name)
+
+
+def skmlp_model(task, hidden, batch, epochs, dtype, device="cpu", package=None):
+    package = package or sys.modules["skmlp"]
+    cls = package.MLPTorchClassifier if task == "clf" else package.MLPTorchRegressor
     return cls(hidden, batch_size=batch, max_iter=epochs, weight_decay=0.0, tol=0.0,
                n_iter_no_change=epochs + 1, dtype=dtype, random_state=0, device=device)
 
@@ -64,6 +95,10 @@ def contenders(task, hidden, batch, epochs, dtype, device):
         "minimal torch": (lambda X, y: minimal_loop.fit(task, X, y, hidden, batch, epochs, device),
                           lambda m, X: minimal_loop.predict(m, X)),
     }
+    for who, package in BASELINES.items():
+        out[who] = (lambda X, y, p=package: skmlp_model(task, hidden, batch, epochs, dtype,
+                                                        device, p).fit(X, y),
+                    lambda m, X: m.predict(X))
     if device == "cpu":
         out["sklearn"] = (lambda X, y: sklearn_model(task, hidden, batch, epochs)
                           .fit(X.astype(np_dtype), y), lambda m, X: m.predict(X.astype(np_dtype)))
@@ -144,17 +179,29 @@ def run_workload(name, args):
     return rows_out
 
 
+def _ratio(value, peers, who):
+    return f"{value / peers[who]:.2f}x" if who in peers else "-"
+
+
 def table(rows):
-    lines = ["| workload | dtype | contender | time | vs sklearn | vs minimal torch | predict s |",
-             "|---|---|---|---|---|---|---|"]
+    base = next(iter(BASELINES), None)
+    extra = f" vs {base} |" if base else ""
+    lines = ["| workload | dtype | contender | time | vs sklearn | vs minimal torch | predict s |"
+             + extra, "|---|---|---|---|---|---|---|" + ("---|" if base else "")]
     for r in rows:
         peers = {p["contender"]: p["value"] for p in rows
                  if p["workload"] == r["workload"] and p["dtype"] == r["dtype"]}
-        sk = f"{r['value'] / peers['sklearn']:.2f}x" if "sklearn" in peers else "-"
-        mini = f"{r['value'] / peers['minimal torch']:.2f}x" if "minimal torch" in peers else "-"
         pred = f"{r['predict_s']:.3f}" if "predict_s" in r else "-"
-        lines.append(f"| {r['workload']} | {r['dtype']} | {r['contender']} | "
-                     f"{r['value']:.4f} {r['metric']} | {sk} | {mini} | {pred} |")
+        line = (f"| {r['workload']} | {r['dtype']} | {r['contender']} | "
+                f"{r['value']:.4f} {r['metric']} | {_ratio(r['value'], peers, 'sklearn')} | "
+                f"{_ratio(r['value'], peers, 'minimal torch')} | {pred} |")
+        if base:
+            pred_peers = {p["contender"]: p["predict_s"] for p in rows if "predict_s" in p
+                          and p["workload"] == r["workload"] and p["dtype"] == r["dtype"]}
+            fit = _ratio(r["value"], peers, base)
+            pr = _ratio(r["predict_s"], pred_peers, base) if "predict_s" in r else "-"
+            line += f" fit {fit}, predict {pr} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -169,7 +216,13 @@ def main():
     parser.add_argument("--contenders", type=lambda s: s.split(","), default=None,
                         help="comma-separated subset, e.g. 'skmlp,sklearn' (default: all)")
     parser.add_argument("--json", default="benchmarks/results/latest.json")
+    parser.add_argument("--baseline", default=None,
+                        help="a git revision whose skmlp runs as one more contender")
     args = parser.parse_args()
+    if args.baseline:
+        load_baseline(args.baseline)
+        if args.contenders:
+            args.contenders.append(f"skmlp@{args.baseline}")
     rows = []
     for name in args.workloads.split(","):
         rows += run_workload(name, args)

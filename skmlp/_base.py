@@ -78,7 +78,8 @@ class BaseMLPTorch(BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
-        saved = self._checkpoint()
+        saved = self._checkpoint(
+            continuing=incremental or any(self.warm_start is v for v in (True, np.True_)))
         try:
             self._fit_steps(X, y, sample_weight, incremental=incremental, classes=classes)
         except BaseException:
@@ -87,13 +88,16 @@ class BaseMLPTorch(BaseEstimator):
             raise
         return self
 
-    def _checkpoint(self):
-        """What a failing fit puts back: the attributes, and copies of what
-        training changes in place (the module and the training state)."""
+    def _checkpoint(self, continuing):
+        """What a failing fit puts back: the attributes and, when the fit
+        continues the fitted network (``partial_fit``, ``warm_start``), copies
+        of what training changes in place (the module and the training state).
+        A fresh fit builds a new module and state, so references suffice."""
         saved = dict(self.__dict__)
-        for name in ("module_", "_state"):
-            if name in saved:
-                saved[name] = copy.deepcopy(saved[name])
+        if continuing:
+            for name in ("module_", "_state"):
+                if name in saved:
+                    saved[name] = copy.deepcopy(saved[name])
         return saved
 
     def _fit_steps(self, X, y, sample_weight, *, incremental, classes):
