@@ -21,7 +21,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import as_rows, batch_rows, check_X, compute_dtype, iter_batches, resolve_device, to_tensor
+from ._data import (as_rows, batch_rows, check_X, compute_dtype, iter_batches, resolve_device,
+                    to_tensor)
 from ._fastpath import inference
 from ._lbfgs import fit_lbfgs
 from ._network import set_dropout_generator

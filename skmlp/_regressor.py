@@ -1,6 +1,5 @@
 """MLPTorchRegressor: the target's shape; the head (loss + link) does the rest."""
 
-import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
