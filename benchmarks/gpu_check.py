@@ -48,9 +48,9 @@ pytest (step ``tests``) and skorch (a contender of step ``speed``) travel as
 wheels: on a machine with network, from the repository root::
 
     pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \\
-        pytest pluggy iniconfig packaging skorch==1.4.0 tabulate tqdm
+        pytest pluggy iniconfig packaging pygments skorch==1.4.0 tabulate tqdm
 
-(all pure-Python wheels, about 1 MB; ``.whl/`` is git-ignored, so name it in
+(all pure-Python wheels, about 2 MB; ``.whl/`` is git-ignored, so name it in
 ``carry``). Then run, with ``carry=[".whl"]`` and ``timeout_s`` 540::
 
     python -m pip install -q --no-index --find-links .whl pytest skorch; \\
