@@ -635,7 +635,7 @@ def step_determinism(ctx, out, save):
 def step_search(ctx, out, save):
     from sklearn.model_selection import GridSearchCV
 
-    rows_n = 3000 if ctx.quick else 60_000
+    rows_n = 1500 if ctx.quick else 60_000
     epochs = 2 if ctx.quick else 5
     X, y = w2_data(rows_n, seed=1)
     grid = {"hidden_dims": [(64,), (256, 128)], "lr": [1e-3, 3e-3], "batch_size": [256, 1024]}
@@ -804,7 +804,8 @@ def step_speed(ctx, out, save):
             print(f"  {who} on {device}, batch {batch} ...", flush=True)
             guarded(table, entry, fit, save)
             print(f"    {entry.get('epoch_s', entry.get('error'))} s/epoch", flush=True)
-        if predict is not None and ctx.left() > (60 if who == "skorch" else 10):
+        predict_needs = 2 if ctx.quick else 60 if who == "skorch" else 10
+        if predict is not None and ctx.left() > predict_needs:
             def pred(predict=predict, who=who):
                 _reset_peak(ctx)
                 calls = 1 if who == "skorch" else 2
