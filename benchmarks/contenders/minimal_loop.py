@@ -14,7 +14,8 @@ def build(n_in, hidden, n_out, dtype):
     return nn.Sequential(*layers).to(dtype)
 
 
-def fit(task, X, y, hidden, batch, epochs, device="cpu"):
+def fit(task, X, y, hidden, batch, epochs, device="cpu", on_epoch=None):
+    """Train; ``on_epoch(epoch)``, if given, is called after every epoch (for timing)."""
     dtype = torch.float32 if X.dtype == np.float32 else torch.float64
     Xt = torch.from_numpy(np.ascontiguousarray(X)).to(device)
     if task == "clf":
@@ -27,7 +28,7 @@ def fit(task, X, y, hidden, batch, epochs, device="cpu"):
     model = build(X.shape[1], hidden, n_out, dtype).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     n = Xt.shape[0]
-    for _ in range(epochs):
+    for epoch in range(epochs):
         perm = torch.randperm(n, device=device)
         for start in range(0, n, batch):
             idx = perm[start : start + batch]
@@ -35,6 +36,8 @@ def fit(task, X, y, hidden, batch, epochs, device="cpu"):
             opt.zero_grad()
             loss.backward()
             opt.step()
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
     return model, task
 
 

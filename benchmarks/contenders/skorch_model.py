@@ -14,13 +14,15 @@ def available():
     return True
 
 
-def fit(task, X, y, hidden, batch, epochs, device="cpu"):
+def fit(task, X, y, hidden, batch, epochs, device="cpu", callbacks=None):
+    """Train; ``callbacks`` (skorch callbacks) are passed to the net (for timing)."""
     import torch
     from skorch import NeuralNetClassifier, NeuralNetRegressor
 
     X = np.asarray(X, dtype=np.float32)
     common = dict(max_epochs=epochs, batch_size=batch, lr=1e-3, optimizer=torch.optim.Adam,
-                  train_split=None, verbose=0, device=device, iterator_train__shuffle=True)
+                  train_split=None, verbose=0, device=device, iterator_train__shuffle=True,
+                  callbacks=callbacks)
     if task == "clf":
         n_out = len(np.unique(y))
         net = NeuralNetClassifier(build(X.shape[1], hidden, n_out, torch.float32),
