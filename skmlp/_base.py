@@ -21,8 +21,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import (as_rows, batch_rows, check_X, compute_dtype, iter_batches, resolve_device,
-                    to_tensor)
+from ._columns import ColumnLayout, categorical_mask, numeric_part, numeric_statistics
+from ._data import (as_rows, batch_rows, check_table, check_X, compute_dtype, iter_batches,
+                    n_columns, resolve_device, to_tensor)
 from ._fastpath import inference
 from ._lbfgs import fit_lbfgs
 from ._network import set_dropout_generator
@@ -104,10 +105,13 @@ class BaseMLPTorch(BaseEstimator):
     def _fit_steps(self, X, y, sample_weight, *, incremental, classes):
         validate_params(self)
         reset = not (hasattr(self, "module_") and (incremental or self.warm_start))
-        X, y = self._check_data(X, y, reset=reset)
+        (X, raw, mask), y = self._check_data(X, y, reset=reset)
         if X.shape[0] == 0:
             raise ValueError("Found array with 0 sample(s); at least one is required.")
         weights = val_weights = self._sample_weight(sample_weight, X)
+        if reset:
+            self._fit_columns(X, raw, mask, val_weights)
+        codes = self._layout.encode(raw) if mask.any() else None
         head_name, Y, target_weights = self._encode_targets(y, reset=reset, classes=classes)
         if target_weights is not None:
             weights = target_weights if weights is None else weights * target_weights
@@ -122,7 +126,7 @@ class BaseMLPTorch(BaseEstimator):
         dtype = self._spec.torch_dtype
         generator = torch.Generator().set_state(self._rng_state)
         split = self.early_stopping and not incremental and self.optimizer != "lbfgs"
-        train, val = self._split(X, Y, weights, generator, split, val_weights)
+        train, val = self._split(X, Y, weights, generator, split, val_weights, codes)
         data = self._tensors(*train, dtype, device)
         val_data = self._tensors(*val, dtype, device) if split else None
         config = self._config(data[1].shape[0])
@@ -137,6 +141,37 @@ class BaseMLPTorch(BaseEstimator):
     def _head(self):
         """The fitted head: loss, link and decoding of the outputs."""
         return self._spec.head
+
+    def _check_X(self, X, *, reset, y="no_validation", **kwargs):
+        """Validated input as ``((X_num, X, mask), y)``: the numeric columns
+        (float array or sparse), the input as given (for the categorical
+        columns' codes) and the mask of categorical columns."""
+        allow_nan = self.missing == "indicator"
+        if reset:
+            mask = categorical_mask(X, self.categorical_features, n_columns(X))
+        else:
+            mask = self._layout.categorical
+        if not mask.any():
+            out = check_X(self, X, y=y, reset=reset, allow_nan=allow_nan, **kwargs)
+            no_y = isinstance(y, str) and y == "no_validation"
+            X_num, y = (out, None) if no_y else out
+            return (X_num, None, mask), y
+        X_num, y = check_table(self, X, numeric_part(X, mask), y=y, reset=reset,
+                               allow_nan=allow_nan, **kwargs)
+        return (X_num, X, mask), y
+
+    def _fit_columns(self, X, raw, mask, weights):
+        """Learn the categories and numeric statistics (weighted by ``sample_weight``)."""
+        if not mask.any():  # X validated: its width is known now
+            mask = np.zeros(X.shape[1], dtype=bool)
+        layout = ColumnLayout(mask.copy())
+        if mask.any():
+            layout.fit_categories(raw, weights)
+        self._layout = layout
+        self.is_categorical_ = mask.copy()
+        self._numeric_stats = None
+        if self.scaling is not None or self.missing == "indicator":
+            self._numeric_stats = numeric_statistics(X, weights, self.scaling, self.missing)
 
     def _check_data(self, X, y, *, reset):
         raise NotImplementedError
@@ -161,7 +196,15 @@ class BaseMLPTorch(BaseEstimator):
     def _start(self, X, head_name, device):
         """A fresh spec, network, generator and training state."""
         generator = torch.Generator().manual_seed(_seed_from(self.random_state))
+        stats = self._numeric_stats or {}
+        table = {}
+        if stats:
+            table = dict(missing=self.missing, scaling=self.scaling,
+                         indicator_columns=tuple(int(j) for j in np.flatnonzero(stats["indicator"])),
+                         **{k: tuple(float(v) for v in stats[k]) for k in ("fill", "shift", "scale")})
         self._spec = NetworkSpec(
+            cardinalities=self._layout.cardinalities,
+            **table,
             n_inputs=X.shape[1],
             hidden_dims=hidden_dims_tuple(self.hidden_dims),
             n_outputs=self.n_outputs_,
@@ -175,14 +218,14 @@ class BaseMLPTorch(BaseEstimator):
         self._rng_state = generator.get_state()
         self._state = TrainState(lr=float(self.lr))
 
-    def _split(self, X, Y, weights, generator, split, val_weights=None):
+    def _split(self, X, Y, weights, generator, split, val_weights=None, codes=None):
         """Train / validation parts; the validation part keeps only ``sample_weight``.
 
         The validation score is what ``score`` would give on the held-out rows,
         so class weights (folded into ``weights`` for training) do not enter it.
         """
         if not split:
-            return (X, Y, weights), None
+            return (X, Y, weights, codes), None
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         idx = np.arange(X.shape[0])
         stratify = self._head.stratify(Y)
@@ -194,12 +237,13 @@ class BaseMLPTorch(BaseEstimator):
                                       random_state=seed)
         w_tr = None if weights is None else weights[tr]
         w_va = None if val_weights is None else val_weights[va]
-        return (X[tr], Y[tr], w_tr), (X[va], Y[va], w_va)
+        c_tr, c_va = (None, None) if codes is None else (codes[tr], codes[va])
+        return (X[tr], Y[tr], w_tr, c_tr), (X[va], Y[va], w_va, c_va)
 
-    def _tensors(self, X, Y, weights, dtype, device):
+    def _tensors(self, X, Y, weights, codes, dtype, device):
         Y_t = to_tensor(Y, torch.long if Y.dtype.kind in "iu" else dtype, device)
         W_t = None if weights is None else to_tensor(weights, dtype, device)
-        return as_rows(X, dtype, device), Y_t, W_t
+        return as_rows(X, dtype, device, codes=codes), Y_t, W_t
 
     def _config(self, n_samples):
         batch = min(200 if self.batch_size == "auto" else self.batch_size, n_samples)
@@ -260,7 +304,7 @@ class BaseMLPTorch(BaseEstimator):
         """The validation score, with the forward pass in predict-sized batches."""
         X, Y, W = val_data
         module.eval()
-        parts = [module(xb) for xb in iter_batches(X, batch_rows(self._spec.widths()))]
+        parts = [module(*xb) for xb in iter_batches(X, batch_rows(self._spec.widths()))]
         module.train()
         out = parts[0] if len(parts) == 1 else torch.cat(parts)
         return float(self._head.score(out, Y, W))
@@ -309,18 +353,19 @@ class BaseMLPTorch(BaseEstimator):
     def _forward(self, X, transform):
         """Raw network outputs of X, batch by batch, through ``transform``."""
         check_is_fitted(self, "module_")
-        X = check_X(self, X, reset=False)
+        (X, raw, mask), _ = self._check_X(X, reset=False)
+        codes = self._layout.encode(raw) if mask.any() else None
         module = self.module_
         param = next(module.parameters())
         out = None
         start = 0
         module.eval()
         rows = min(X.shape[0], batch_rows(self._spec.widths()))
-        inputs = as_rows(X, param.dtype, param.device, resident=False)
+        inputs = as_rows(X, param.dtype, param.device, resident=False, codes=codes)
         with torch.inference_mode(), torch_threads(threads_for(self._spec.macs(rows))):
             forward = inference(module)
             for xb in iter_batches(inputs, max(rows, 1)):
-                yb = transform(forward(xb)).cpu().numpy()
+                yb = transform(forward(*xb)).cpu().numpy()
                 if yb.shape[0] == X.shape[0]:
                     return yb  # one batch: no copy into a second output array
                 if out is None:

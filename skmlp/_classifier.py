@@ -8,7 +8,6 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._base import BaseMLPTorch
-from ._data import check_X
 from ._heads import HEADS, classification_head
 from ._params import estimator
 
@@ -80,7 +79,7 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
 
     # ---------------------------------------------------------------- hooks
     def _check_data(self, X, y, *, reset):
-        X, y = check_X(self, X, y=y, reset=reset, multi_output=True)
+        X, y = self._check_X(X, y=y, reset=reset, multi_output=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         try:

@@ -9,6 +9,7 @@ kind through one ``_Rows`` interface (``as_rows``).
 import numpy as np
 import scipy.sparse as sp
 import torch
+from sklearn.utils import check_array, check_X_y
 from sklearn.utils.validation import validate_data
 
 PREDICT_BATCH_ELEMENTS = 1 << 21  # ~16 MB of float64 input per predict batch
@@ -16,10 +17,15 @@ SPARSE_CHUNK_ELEMENTS = 1 << 20  # sparse rows are densified ~8 MB at a time in 
 
 
 NUMERIC_HINT = (
-    "skmlp needs numeric features (and a numeric target for the regressor): "
-    "encode text or categorical columns first, e.g. with "
-    "sklearn.preprocessing.OneHotEncoder or OrdinalEncoder inside a ColumnTransformer."
+    "skmlp encodes categorical columns itself: pass a pandas or polars DataFrame whose "
+    "text columns have a category, string or object dtype (categorical_features="
+    "'from_dtype', the default), or name the columns in categorical_features. Other "
+    "columns must be numeric (and the regressor's target too)."
 )
+MISSING_HINT = ("skmlp needs finite numbers: for missing values in X's numeric columns set "
+                "missing='indicator' (median fill plus one 0/1 input per column) or impute "
+                "them; drop rows whose target is missing; replace or clip infinite values "
+                "(e.g. np.nan_to_num).")
 # (substrings of scikit-learn's message, what to do): the first match is appended.
 HINTS = (
     (("Complex data",), "skmlp needs real numbers in X and y: pass the real and imaginary parts "
@@ -27,9 +33,7 @@ HINTS = (
     (("could not convert", "Unable to convert", "dtype='numeric'",
       "must be a string or a real number", "must be a string or a number", "Cannot cast"),
      NUMERIC_HINT),
-    (("contains infinity", "contains NaN"), "skmlp needs finite numbers: drop or impute "
-     "missing values (e.g. sklearn.impute.SimpleImputer in a Pipeline) and replace or "
-     "clip infinite ones (e.g. np.nan_to_num) first."),
+    (("contains infinity", "contains NaN"), MISSING_HINT),
     (("dim <= 2 is required",), "X must be 2-d (n_samples, n_features) and y 1-d or 2-d: "
      "reshape, e.g. X.reshape(len(X), -1)."),
     (("features, but",), "Pass the same columns, in the same order, as during fit."),
@@ -73,27 +77,56 @@ def _all_float32_polars(X):
     return len(X.schema) > 0 and all(str(dt) == "Float32" for dt in X.schema.values())
 
 
-def check_X(estimator, X, *, reset, y="no_validation", **kwargs):
-    """``validate_data`` with floats kept as they are and clearer errors."""
-    bad = non_numeric_columns(X)
-    if bad:
-        shown = ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else "")
-        raise ValueError(f"X has {len(bad)} non-numeric column(s): {shown}. {NUMERIC_HINT}")
+def n_columns(X):
+    """The number of columns of a 2-d input (0 when it is not 2-d: validation says so)."""
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        try:
+            shape = np.shape(X)
+        except (ValueError, TypeError):  # ragged lists, objects that refuse numpy
+            return 0
+    return int(shape[1]) if len(shape) == 2 else 0
+
+
+def _hinted(call):
     try:
-        return validate_data(
-            estimator,
-            X,
-            y,
-            reset=reset,
-            accept_sparse=["csr", "csc"],
-            dtype=np.float32 if _all_float32_polars(X) else (np.float64, np.float32),
-            **kwargs,
-        )
+        return call()
     except (ValueError, TypeError) as exc:
         hinted = with_hint(exc)
         if hinted is exc:
             raise
         raise hinted from exc
+
+
+def check_X(estimator, X, *, reset, y="no_validation", allow_nan=False, **kwargs):
+    """``validate_data`` with floats kept as they are and clearer errors."""
+    bad = non_numeric_columns(X)
+    if bad:
+        shown = ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else "")
+        raise ValueError(f"X has {len(bad)} non-numeric column(s): {shown}. {NUMERIC_HINT}")
+    return _hinted(lambda: validate_data(
+        estimator,
+        X,
+        y,
+        reset=reset,
+        accept_sparse=["csr", "csc"],
+        dtype=np.float32 if _all_float32_polars(X) else (np.float64, np.float32),
+        ensure_all_finite="allow-nan" if allow_nan else True,
+        **kwargs,
+    ))
+
+
+def check_table(estimator, X, numeric, *, reset, y="no_validation", allow_nan=False, **kwargs):
+    """For input with categorical columns: names and counts checked on ``X``
+    as given, then its ``numeric`` columns (and y) validated as ``check_X``
+    would. Returns ``(X_num, y)`` (y None when not given)."""
+    validate_data(estimator, X, reset=reset, skip_check_array=True)
+    options = dict(dtype=np.float32 if _all_float32_polars(numeric) else (np.float64, np.float32),
+                   ensure_all_finite="allow-nan" if allow_nan else True,
+                   ensure_min_features=0)
+    if isinstance(y, str) and y == "no_validation":
+        return _hinted(lambda: check_array(numeric, input_name="X", **options)), None
+    return _hinted(lambda: check_X_y(numeric, y, **options, **kwargs))
 
 
 def compute_dtype(param, X):
@@ -148,7 +181,8 @@ class _Rows:
     ``take(idx)`` (a batch of rows by index), ``abs_max()`` (for the
     end-of-fit bound) and ``chunk_rows(limit)`` (how many rows one full-data
     chunk may hold); each input kind answers in its own way, so no loop tests
-    what X is.
+    what X is. A batch is the tuple of the network's inputs, ``(x_num,)`` or
+    ``(x_num, x_cat)``: the loops call ``module(*batch)``.
     """
 
     shape = (0, 0)
@@ -165,10 +199,10 @@ class TensorRows(_Rows):
         self.shape = tuple(self.X.shape)
 
     def take(self, idx):
-        return self.X.index_select(0, idx)
+        return (self.X.index_select(0, idx),)
 
     def slice(self, start, stop):
-        return self.X[start:stop]
+        return (self.X[start:stop],)
 
     def abs_max(self):
         if self.X.numel() == 0:
@@ -186,10 +220,10 @@ class ArrayRows(_Rows):
 
     def take(self, idx):
         rows = idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx
-        return to_tensor(self.X[rows], self.dtype, self.device)
+        return (to_tensor(self.X[rows], self.dtype, self.device),)
 
     def slice(self, start, stop):
-        return to_tensor(self.X[start:stop], self.dtype, self.device)
+        return (to_tensor(self.X[start:stop], self.dtype, self.device),)
 
     def abs_max(self):
         return float(np.abs(self.X).max()) if self.X.size else 0.0
@@ -206,10 +240,10 @@ class SparseRows(_Rows):
 
     def take(self, idx):
         rows = idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx
-        return to_tensor(self.X[rows].toarray(), self.dtype, self.device)
+        return (to_tensor(self.X[rows].toarray(), self.dtype, self.device),)
 
     def slice(self, start, stop):
-        return to_tensor(self.X[start:stop].toarray(), self.dtype, self.device)
+        return (to_tensor(self.X[start:stop].toarray(), self.dtype, self.device),)
 
     def abs_max(self):
         # abs() first, then max(): scipy sums duplicate entries (on a copy) as
@@ -221,12 +255,36 @@ class SparseRows(_Rows):
         return max(1, min(limit, SPARSE_CHUNK_ELEMENTS // max(1, self.shape[1])))
 
 
-def as_rows(X, dtype, device, *, resident=True):
+class TableRows(_Rows):
+    """Numeric rows (any kind above) with the categorical codes beside them."""
+
+    def __init__(self, numeric, codes, device):
+        self.numeric = numeric
+        self.codes = to_tensor(codes, torch.int64, device)
+        self.shape = numeric.shape
+
+    def take(self, idx):
+        return self.numeric.take(idx) + (self.codes.index_select(0, idx.to(self.codes.device)),)
+
+    def slice(self, start, stop):
+        return self.numeric.slice(start, stop) + (self.codes[start:stop],)
+
+    def abs_max(self):
+        return self.numeric.abs_max()
+
+    def chunk_rows(self, limit):
+        return self.numeric.chunk_rows(limit)
+
+
+def as_rows(X, dtype, device, *, resident=True, codes=None):
     """X as a ``_Rows``: sparse stays sparse; dense X is converted once to the
-    device (``resident``, for training) or a batch at a time (predict)."""
+    device (``resident``, for training) or a batch at a time (predict);
+    ``codes`` (categorical columns' integer codes) travel beside it."""
     if sp.issparse(X):
-        return SparseRows(X, dtype, device)
-    return TensorRows(X, dtype, device) if resident else ArrayRows(X, dtype, device)
+        rows = SparseRows(X, dtype, device)
+    else:
+        rows = TensorRows(X, dtype, device) if resident else ArrayRows(X, dtype, device)
+    return rows if codes is None else TableRows(rows, codes, device)
 
 
 def batch_rows(widths):

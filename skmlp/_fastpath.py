@@ -60,7 +60,7 @@ class _AutogradBlock:
         self.params = list(block.parameters())
 
     def forward(self, h):
-        h_in = h.detach().requires_grad_(h.requires_grad or True)
+        h_in = h.detach().requires_grad_(True)
         with torch.enable_grad():
             out = self.block(h_in)
         return out.detach(), (h_in, out)
@@ -71,6 +71,28 @@ class _AutogradBlock:
             p.grad = None
         torch.autograd.backward(out, g, inputs=self.params + ([h_in] if need_input_grad else []))
         return h_in.grad if need_input_grad else None
+
+
+class _InputStage:
+    """The table input (fill, scale, one-hot, embeddings): autograd for its
+    embeddings, a plain forward when it has no parameters."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.params = list(layer.parameters())
+
+    def forward(self, xb):
+        if not self.params:
+            with torch.no_grad():
+                return self.layer(*xb), None
+        with torch.enable_grad():
+            out = self.layer(*xb)
+        return out.detach(), out
+
+    def backward(self, g, out):
+        for p in self.params:
+            p.grad = None
+        torch.autograd.backward(out, g, inputs=self.params)
 
 
 def _write_linear_grads(weight, bias, g, h_in):
@@ -90,9 +112,12 @@ def plan(module, loss):
     blocks = [_FastBlock(b) if b.fast else _AutogradBlock(b) for b in module.blocks]
     out_weight, out_bias = module.output.weight, module.output.bias
     W_out, b_out = out_weight.detach(), out_bias.detach()
+    table = None if module.input is None else _InputStage(module.input)
 
     def step(xb, yb, wb):
-        h, saved = xb, []
+        # xb is the batch's inputs: (x_num,) or (x_num, x_cat)
+        h, saved = (xb[0], None) if table is None else table.forward(xb)
+        input_saved, saved = saved, []
         for block in blocks:
             h, s = block.forward(h)
             saved.append(s)
@@ -106,10 +131,14 @@ def plan(module, loss):
             value = (per_sample * scale).sum()
             g.mul_(scale[:, None])
         _write_linear_grads(out_weight, out_bias, g, h)
-        if blocks:
+        learned_input = table is not None and table.params
+        if blocks or learned_input:
             g = g @ W_out
         for index in range(len(blocks) - 1, -1, -1):
-            g = blocks[index].backward(g, saved[index], need_input_grad=index > 0)
+            g = blocks[index].backward(g, saved[index],
+                                       need_input_grad=index > 0 or learned_input)
+        if learned_input:
+            table.backward(g, input_saved)
         return value
 
     return step
@@ -124,6 +153,7 @@ def inference(module):
     """
     if not isinstance(module, MLP):
         return module
+    table = module.input
     steps = []
     for block in module.blocks:  # dropout is the identity in eval mode
         if block.norm is None:
@@ -133,11 +163,11 @@ def inference(module):
             steps.append((block, None))
     output = module.output
 
-    def forward(x):
-        h = x
+    def forward(x_num, x_cat=None):
+        h = x_num if table is None else table(x_num, x_cat)
         for layer, act in steps:
             if act is None:
-                h = layer(h) if layer is not None else h
+                h = layer(h)
                 continue
             h = F.linear(h, layer.weight, layer.bias)
             h = act(h)
@@ -158,8 +188,8 @@ def output_bound(module, input_bound):
     ``|act(z)| <= max(|z|, 1)``. Computed in float64 on the CPU; non-finite
     weights give inf or nan, which no threshold accepts.
     """
-    if not isinstance(module, MLP):
-        return None
+    if not isinstance(module, MLP) or module.input is not None:
+        return None  # a table input: the end-of-fit check runs its data pass
     if any(b.norm is not None or b.kind.bound is None for b in module.blocks):
         return None
     bound = torch.tensor(float(input_bound), dtype=torch.float64)

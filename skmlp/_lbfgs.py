@@ -32,7 +32,7 @@ def _objective(module, loss_fn, data, params, decayed, weight_decay):
     chunk = X.chunk_rows(CHUNK_ROWS)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        per = loss_fn(module(X.slice(start, stop)), Y[start:stop])
+        per = loss_fn(module(*X.slice(start, stop)), Y[start:stop])
         if W is None:
             loss = per.sum() / total_weight
         else:

@@ -129,20 +129,88 @@ class Block(nn.Module):
         return h if self.dropout is None else self.dropout(h)
 
 
+# Categorical columns with at most this many codes (categories + missing +
+# unknown) are one-hot coded; wider ones get a learned EMBEDDING_DIM embedding.
+ONE_HOT_MAX_CODES = 10
+EMBEDDING_DIM = 8
+
+
+def categorical_width(codes):
+    """Input width of a categorical column with ``codes`` codes (the last is
+    "unknown", which maps to zeros: one-hot has no column for it)."""
+    return codes - 1 if codes <= ONE_HOT_MAX_CODES else EMBEDDING_DIM
+
+
+class TableInput(nn.Module):
+    """The table's columns as one input vector.
+
+    ``forward(x_num (n, d) float, x_cat (n, c) int64) -> (n, width)``:
+    numeric columns with NaN filled by ``fill`` (``missing="indicator"``) and
+    a 0/1 indicator appended for each of ``indicator_columns``; then shifted
+    and scaled (``"robust"`` adds the smooth clip ``x / sqrt(1 + (x/3)^2)``,
+    which bounds outliers by 3); then every categorical column one-hot coded
+    or embedded (see ``categorical_width``). The statistics are buffers, set
+    from the spec, so they travel with the state dict.
+    """
+
+    def __init__(self, n_numeric, *, cardinalities=(), indicator_columns=(), missing="error",
+                 scaling=None, dtype=None):
+        super().__init__()
+        self.fill_missing = missing == "indicator"
+        self.indicator_columns = tuple(indicator_columns)
+        self.scaling = scaling
+        self.cardinalities = tuple(cardinalities)
+        for name in ("fill", "shift", "scale"):
+            self.register_buffer(name, torch.empty(n_numeric, device="meta", dtype=dtype))
+        self.embeddings = nn.ModuleDict({
+            str(j): nn.Embedding(codes, EMBEDDING_DIM, padding_idx=codes - 1, device="meta",
+                                 dtype=dtype)
+            for j, codes in enumerate(self.cardinalities) if codes > ONE_HOT_MAX_CODES})
+        self.width = (n_numeric + len(self.indicator_columns)
+                      + sum(categorical_width(c) for c in self.cardinalities))
+
+    def forward(self, x_num, x_cat=None):
+        parts = []
+        x = x_num
+        if self.fill_missing:
+            nan = torch.isnan(x)
+            if self.indicator_columns:
+                flags = nan[:, list(self.indicator_columns)].to(x.dtype)
+            x = torch.where(nan, self.fill, x)
+        if self.scaling is not None:
+            x = (x - self.shift) / self.scale
+            if self.scaling == "robust":
+                x = x / torch.sqrt(1 + (x / 3) ** 2)
+        parts.append(x)
+        if self.fill_missing and self.indicator_columns:
+            parts.append(flags)
+        for j, codes in enumerate(self.cardinalities):
+            key = str(j)
+            if key in self.embeddings:
+                parts.append(self.embeddings[key](x_cat[:, j]))
+            else:  # one-hot over the categories and "missing"; "unknown" is all zeros
+                parts.append(F.one_hot(x_cat[:, j], codes)[:, :-1].to(x.dtype))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
 class MLP(nn.Module):
-    """The network: ``forward(x)`` maps ``x (n, n_inputs)`` to ``(n, n_outputs)``."""
+    """The network: ``forward(x_num, x_cat=None)`` maps ``x_num (n, n_inputs)``
+    (and the categorical codes ``x_cat (n, len(cardinalities))`` when the
+    spec has a table input) to ``(n, n_outputs)``."""
 
     def __init__(self, n_inputs, hidden_dims, n_outputs, *, activation="relu", dropout=0.0,
-                 batch_norm=False, dtype=None):
+                 batch_norm=False, dtype=None, table=None):
         super().__init__()
-        widths = [n_inputs, *hidden_dims]
+        self.input = None if table is None else TableInput(n_inputs, dtype=dtype, **table)
+        widths = [n_inputs if self.input is None else self.input.width, *hidden_dims]
         self.blocks = nn.ModuleList(
             Block(a, b, activation, dropout=dropout, batch_norm=batch_norm, dtype=dtype)
             for a, b in zip(widths[:-1], widths[1:])
         )
         self.output = nn.Linear(widths[-1], n_outputs, device="meta", dtype=dtype)
 
-    def forward(self, x):
+    def forward(self, x_num, x_cat=None):
+        x = x_num if self.input is None else self.input(x_num, x_cat)
         for block in self.blocks:
             x = block(x)
         return self.output(x)
@@ -159,6 +227,13 @@ def _norm_init(layer, generator, gain):
     layer.reset_parameters()  # weight 1, bias 0, fresh running statistics
 
 
+def _embedding_init(layer, generator, gain):
+    # Unit variance, like a standardised numeric column; the "unknown" row is 0.
+    bound = math.sqrt(3.0)
+    layer.weight.uniform_(-bound, bound, generator=generator)
+    layer.weight[layer.padding_idx].zero_()
+
+
 @dataclass(frozen=True)
 class ParameterRule:
     """How a layer type's parameters are initialised and optimised."""
@@ -171,6 +246,7 @@ class ParameterRule:
 PARAMETER_RULES = {
     nn.Linear: ParameterRule(_glorot, ("weight",), ("bias",)),
     nn.BatchNorm1d: ParameterRule(_norm_init, (), ("weight", "bias")),
+    nn.Embedding: ParameterRule(_embedding_init, ("weight",), ()),
 }
 
 
@@ -219,11 +295,17 @@ def build(spec, generator):
     initialised from ``generator`` and cast to the spec's dtype, so the
     weights do not depend on the dtype.
     """
+    table = spec.table()
     module = MLP(spec.n_inputs, spec.hidden_dims, spec.n_outputs,
                  activation=spec.activation, dropout=spec.dropout,
-                 batch_norm=spec.batch_norm, dtype=torch.float64)
+                 batch_norm=spec.batch_norm, dtype=torch.float64, table=table)
     module = module.to_empty(device="cpu")
     init_weights(module, generator, gain=ACTIVATIONS[spec.activation].gain)
+    if module.input is not None:
+        with torch.no_grad():
+            for name in ("fill", "shift", "scale"):
+                values = getattr(spec, name) or ((1.0 if name == "scale" else 0.0),) * spec.n_inputs
+                getattr(module.input, name).copy_(torch.tensor(values, dtype=torch.float64))
     return module.to(spec.torch_dtype)
 
 

@@ -25,6 +25,8 @@ from ._optim import OPTIMIZERS
 
 SCHEDULES = ("constant", "cosine", "plateau")
 DTYPES = (None, "float32", "float64")
+MISSING = ("error", "indicator")
+SCALINGS = ("standard", "robust")
 
 
 def _choice(options):
@@ -84,6 +86,14 @@ def _class_weight(value):
 
 def _random_state(value):
     return value is None or isinstance(value, (numbers.Integral, np.random.RandomState)) and not isinstance(value, bool)
+
+
+def _categorical_features(value):
+    if value is None or (isinstance(value, str) and value == "from_dtype"):
+        return True
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return False
+    return all(isinstance(v, (str, numbers.Integral, bool, np.bool_)) for v in value)
 
 
 def _device(value):
@@ -162,6 +172,29 @@ PARAMETERS = (
           "Half squared error (as scikit-learn, so ``loss_curve_`` compares), absolute "
           "error, Huber (delta 1.0), or Poisson deviance with a log link (the network "
           "outputs the log-mean; ``predict`` returns the mean).", REG),
+    Param("categorical_features", "from_dtype",
+          (_categorical_features, "'from_dtype', None, or a list of column names, column "
+           "indices or a boolean mask"),
+          '"from_dtype", None, or list of str, int or bool',
+          'Which columns are categorical. ``"from_dtype"``: the DataFrame columns whose dtype '
+          "is pandas ``category``, ``string`` or ``object``, or polars ``Categorical``, "
+          "``Enum`` or ``String`` (numpy and sparse input have none); None: none (a "
+          "non-numeric column is then an error); or column names, indices or a boolean "
+          "mask. Each is encoded inside the network: one-hot with at most 8 categories, "
+          "else a learned 8-dimensional embedding; a missing value is a category of its "
+          "own and a category unseen in ``fit`` maps to zeros."),
+    Param("missing", "error", _choice(MISSING), "{" + _names(MISSING) + "}",
+          '``"error"``: NaN in a numeric column is an error. ``"indicator"``: NaN is '
+          "replaced by the column's (weighted) training median and the network gets one "
+          "0/1 input per column that had missing values in ``fit``. inf is always an error."),
+    Param("scaling", None, (lambda v: v is None or (isinstance(v, str) and v in SCALINGS),
+                            "None, 'standard' or 'robust'"),
+          "{" + _names(SCALINGS) + "} or None",
+          "Numeric columns as given (None), standardised with the (weighted) mean and "
+          'standard deviation from ``fit`` (``"standard"``), or centred on the median, '
+          'divided by the interquartile range and smoothly clipped to (-3, 3) '
+          '(``"robust"``: ``x / sqrt(1 + (x / 3)^2)``). Constant columns are not divided '
+          "by zero; sparse input is scaled a batch at a time."),
     Param("device", "cpu", (_device, "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"), "str",
           '``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (cuda, then mps, '
           "then cpu)."),

@@ -12,6 +12,7 @@ its saved device when this machine has it, else on the CPU. The network's
 import numpy as np
 import torch
 
+from ._columns import ColumnLayout
 from ._data import resolve_device
 from ._spec import NetworkSpec
 from ._training import TrainState
@@ -29,6 +30,8 @@ def pack(state):
         state["_rng_state"] = to_numpy(state["_rng_state"])
     if "_spec" in state:
         state["_spec"] = state["_spec"].to_dict()
+    if "_layout" in state:
+        state["_layout"] = state["_layout"].to_dict()
     return state
 
 
@@ -41,6 +44,8 @@ def unpack(state):
         state["_rng_state"] = to_torch(state["_rng_state"])
     if isinstance(state.get("_spec"), dict):
         state["_spec"] = NetworkSpec.from_dict(state["_spec"])
+    if isinstance(state.get("_layout"), dict):
+        state["_layout"] = ColumnLayout.from_dict(state["_layout"])
     if isinstance(state.get("_state"), dict):
         train = state["_state"]
         state["_state"] = TrainState(**{**train,

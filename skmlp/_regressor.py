@@ -5,7 +5,6 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseMLPTorch
-from ._data import check_X
 from ._heads import REGRESSION_HEADS
 from ._params import estimator
 
@@ -72,7 +71,7 @@ class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
 
     # ---------------------------------------------------------------- hooks
     def _check_data(self, X, y, *, reset):
-        X, y = check_X(self, X, y=y, reset=reset, multi_output=True, y_numeric=True)
+        X, y = self._check_X(X, y=y, reset=reset, multi_output=True, y_numeric=True)
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y has dtype {y.dtype}: {type(self).__name__} needs a numeric "
                              "target. Convert numbers stored as text with y.astype(float); "

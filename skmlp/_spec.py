@@ -8,11 +8,12 @@ spec, not the module's class) and ONNX export. Pure torch.
 """
 
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 
 from ._heads import HEADS
-from ._network import build
+from ._network import build, categorical_width
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -28,6 +29,12 @@ class NetworkSpec:
     activation : key of ``_network.ACTIVATIONS``.
     dropout, batch_norm : per hidden block.
     dtype : ``"float32"`` or ``"float64"``.
+    cardinalities : codes per categorical column (categories, missing,
+        unknown), in column order; ``x_cat`` then holds one code per column.
+    missing, indicator_columns : ``"indicator"`` fills NaN in the numeric
+        input with ``fill`` and appends a 0/1 flag for each listed column.
+    scaling, fill, shift, scale : ``None``, ``"standard"`` or ``"robust"``,
+        with the per-column statistics learned in ``fit`` (``_columns``).
     """
 
     n_inputs: int
@@ -38,6 +45,13 @@ class NetworkSpec:
     dropout: float = 0.0
     batch_norm: bool = False
     dtype: str = "float64"
+    cardinalities: tuple = ()
+    missing: str = "error"
+    indicator_columns: tuple = ()
+    scaling: Optional[str] = None
+    fill: tuple = ()
+    shift: tuple = ()
+    scale: tuple = ()
 
     @property
     def torch_dtype(self):
@@ -48,9 +62,21 @@ class NetworkSpec:
         """The ``Head`` object (loss, link, decoding)."""
         return HEADS[self.head_name]
 
+    def table(self):
+        """The table input's options, or None when the numeric input goes in as it is."""
+        if not (self.cardinalities or self.missing == "indicator" or self.scaling):
+            return None
+        return dict(cardinalities=self.cardinalities, indicator_columns=self.indicator_columns,
+                    missing=self.missing, scaling=self.scaling)
+
+    def input_width(self):
+        """Width of the first hidden block's input (after the table input)."""
+        return (self.n_inputs + len(self.indicator_columns)
+                + sum(categorical_width(c) for c in self.cardinalities))
+
     def widths(self):
         """Input, hidden and output widths, in order."""
-        return [self.n_inputs, *self.hidden_dims, self.n_outputs]
+        return [self.input_width(), *self.hidden_dims, self.n_outputs]
 
     def macs(self, rows):
         """Multiply-adds of one forward pass of ``rows`` rows."""
@@ -66,4 +92,5 @@ class NetworkSpec:
 
     @classmethod
     def from_dict(cls, state):
-        return cls(**{**state, "hidden_dims": tuple(state["hidden_dims"])})
+        tuples = ("hidden_dims", "cardinalities", "indicator_columns", "fill", "shift", "scale")
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in state.items()})

@@ -109,7 +109,7 @@ def train_step(module, optimizer, loss_fn, xb, yb, wb, fast=None):
         loss = fast(xb, yb, wb)
         optimizer.step()
         return loss
-    per_sample = loss_fn(module(xb), yb)
+    per_sample = loss_fn(module(*xb), yb)
     loss = per_sample.mean() if wb is None else (per_sample * wb).sum() / weight_sum(wb)
     optimizer.zero_grad()
     loss.backward()
@@ -333,7 +333,7 @@ def outputs_finite(module, loss_fn, data, rows, chunk):
     ok = torch.ones((), dtype=torch.bool, device=Y.device)
     for begin in range(0, rows, step):
         stop = min(begin + step, rows)
-        ok &= torch.isfinite(loss_fn(forward(X.slice(begin, stop)), Y[begin:stop])).all()
+        ok &= torch.isfinite(loss_fn(forward(*X.slice(begin, stop)), Y[begin:stop])).all()
     return bool(ok)
 
 

@@ -122,37 +122,51 @@ def test_float32_polars_and_pandas_keep_float32():
         (pd.Series(list("ab") * 30, dtype="category"), "'s' (category)"),
         (pd.Series(list("ab") * 30, dtype="string"), "'s' (string)"),
         (pd.Series([1, 2] * 30, dtype="category"), "'s' (category)"),
-        (pd.Series(pd.date_range("2020", periods=60)), "'s' (datetime64"),
     ],
-    ids=["object", "category", "string", "int-category", "datetime"],
+    ids=["object", "category", "string", "int-category"],
 )
-def test_non_numeric_pandas_columns_ask_for_encoding(column, dtype_text):
+def test_non_numeric_pandas_columns_without_categorical_features(column, dtype_text):
+    """categorical_features=None: a text column is an error that names the parameter;
+    the default ("from_dtype") takes it as a categorical column."""
     df = frame().assign(s=column)
     for method in ("fit", "partial_fit"):
-        with pytest.raises(ValueError, match="OneHotEncoder or OrdinalEncoder") as info:
+        with pytest.raises(ValueError, match="categorical_features") as info:
             if method == "fit":
-                clf().fit(df, Y_BIN)
+                clf(categorical_features=None).fit(df, Y_BIN)
             else:
-                clf().partial_fit(df, Y_BIN, classes=[0, 1])
+                clf(categorical_features=None).partial_fit(df, Y_BIN, classes=[0, 1])
         assert dtype_text in str(info.value)
+    est = clf().fit(df, Y_BIN)
+    assert_array_equal(est.is_categorical_, [False, False, False, True])
     fitted = clf().fit(frame(), Y_BIN)
-    with pytest.raises(ValueError, match="OneHotEncoder"):
+    with pytest.raises(ValueError, match="categorical_features"):
         fitted.predict(frame().assign(a=column))  # same names, non-numeric "a"
 
 
-def test_non_numeric_polars_columns_ask_for_encoding():
+def test_datetime_columns_are_neither_numeric_nor_categorical():
+    df = frame().assign(s=pd.Series(pd.date_range("2020", periods=60)))
+    with pytest.raises(ValueError, match=r"'s' \(datetime64.*categorical_features"):
+        clf().fit(df, Y_BIN)
+
+
+def test_non_numeric_polars_columns_are_categorical_by_default():
     pdf = pl.from_pandas(frame()).with_columns(s=pl.Series(["a", "b"] * 30))
-    with pytest.raises(ValueError, match=r"'s' \(String\).*OneHotEncoder or OrdinalEncoder"):
-        clf().fit(pdf, Y_BIN)
+    with pytest.raises(ValueError, match=r"'s' \(String\).*categorical_features"):
+        clf(categorical_features=None).fit(pdf, Y_BIN)
     cat = pl.from_pandas(frame()).with_columns(s=pl.Series(["a", "b"] * 30, dtype=pl.Categorical))
-    with pytest.raises(ValueError, match="OneHotEncoder"):
-        clf().fit(cat, Y_BIN)
+    with pytest.raises(ValueError, match="categorical_features"):
+        clf(categorical_features=None).fit(cat, Y_BIN)
+    for X in (pdf, cat):
+        assert_array_equal(clf().fit(X, Y_BIN).is_categorical_, [False, False, False, True])
 
 
-def test_object_column_of_numbers_is_accepted():
+def test_object_column_of_numbers():
+    """An object column is categorical by default (as the SPEC says); with
+    categorical_features=None its numbers are used as numbers."""
     df = frame().astype({"b": object})
-    assert_allclose(clf().fit(df, Y_BIN).predict_proba(df),
+    assert_allclose(clf(categorical_features=None).fit(df, Y_BIN).predict_proba(df),
                     clf().fit(frame(), Y_BIN).predict_proba(frame()))
+    assert_array_equal(clf().fit(df, Y_BIN).is_categorical_, [False, True, False])
 
 
 @pytest.mark.parametrize(
@@ -202,7 +216,7 @@ def test_sparse_rows_are_densified_in_batches(monkeypatch, kw):
 
         def spy(self, *args, _original=original):
             out = _original(self, *args)
-            shapes.append(tuple(out.shape))
+            shapes.append(tuple(out[0].shape))
             return out
 
         monkeypatch.setattr(SparseRows, name, spy)

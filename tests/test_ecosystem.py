@@ -47,8 +47,10 @@ def column_pipeline(est):
 
 def test_column_transformer_pipeline_on_mixed_frame():
     df, y = diabetes_frame()
-    with pytest.raises(ValueError, match="OneHotEncoder"):
-        MLPTorchRegressor((8,), max_iter=2).fit(df, y)  # raw frame: must encode first
+    with pytest.raises(ValueError, match="categorical_features"):
+        MLPTorchRegressor((8,), max_iter=2, categorical_features=None).fit(df, y)
+    raw = MLPTorchRegressor((8,), max_iter=2).fit(df, y)  # the raw frame goes in as it is
+    assert raw.is_categorical_.tolist() == [False, True] + [False] * 8 + [True]  # sex, age_group
     reg = MLPTorchRegressor((16,), max_iter=20, lr=3e-2, random_state=0)
     pipe = column_pipeline(reg).fit(df, (y - y.mean()) / y.std())
     # 3 age groups + 2 sexes one-hot, 9 numeric columns (sex became a string)

@@ -51,7 +51,7 @@ def test_gradients_match_autograd(activation, loss, k, kind, weighted, batch_nor
     for p in module.parameters():
         p.grad = None
 
-    value = plan(module, loss)(X, y, w)
+    value = plan(module, loss)((X,), y, w)
     torch.testing.assert_close(value, expected.detach(), rtol=1e-12, atol=1e-12)
     for ours, ref in zip((p.grad for p in module.parameters()), reference):
         torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
@@ -69,7 +69,7 @@ def test_dropout_mask_is_applied_in_backward():
     for p in module.parameters():
         p.grad = None
     module.blocks[0].dropout.generator = torch.Generator().manual_seed(3)  # same masks
-    plan(module, loss)(X, y, None)
+    plan(module, loss)((X,), y, None)
     for ours, ref in zip((p.grad for p in module.parameters()), reference):
         torch.testing.assert_close(ours, ref)
 
@@ -244,7 +244,7 @@ def test_an_autograd_only_activation_trains_through_the_plan(monkeypatch):
     reference = [p.grad.clone() for p in module.parameters()]
     for p in module.parameters():
         p.grad = None
-    plan(module, loss)(X, y, None)
+    plan(module, loss)((X,), y, None)
     for ours, ref in zip((p.grad for p in module.parameters()), reference):
         torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
     from skmlp._fastpath import output_bound

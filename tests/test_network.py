@@ -98,15 +98,15 @@ def test_decay_groups_hold_weight_matrices_only(batch_norm):
 
 
 def test_a_parameter_without_a_rule_fails_loudly():
-    """A new layer kind (e.g. an embedding) must say how it is initialised and
+    """A new layer kind (here a LayerNorm) must say how it is initialised and
     optimised; otherwise building or grouping the network raises."""
     module = build_mlp(3, (4,), 2, generator=_gen())
-    module.embedding = nn.Embedding(5, 3)
-    with pytest.raises(TypeError, match="Embedding.*PARAMETER_RULES"):
+    module.norm = nn.LayerNorm(4)
+    with pytest.raises(TypeError, match="LayerNorm.*PARAMETER_RULES"):
         init_weights(module, _gen())
-    with pytest.raises(TypeError, match="Embedding.*PARAMETER_RULES"):
+    with pytest.raises(TypeError, match="LayerNorm.*PARAMETER_RULES"):
         decay_groups(module, 0.1)
-    assert nn.Embedding not in PARAMETER_RULES
+    assert nn.LayerNorm not in PARAMETER_RULES
 
 
 def test_every_parameter_of_every_built_network_has_a_rule():

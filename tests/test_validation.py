@@ -42,8 +42,8 @@ def fitted_clf():
         return clf().fit(X, Y_CLASS)
 
 
-FINITE = r"finite numbers: drop or impute .*np\.nan_to_num"
-NUMERIC = r"needs numeric features.*OneHotEncoder or OrdinalEncoder"
+FINITE = r"finite numbers: .*missing='indicator'.*np\.nan_to_num"
+NUMERIC = r"encodes categorical columns itself.*categorical_features"
 SW = r"sample_weight must hold one finite, non-negative number per sample"
 
 # id -> (call, exception type, message pattern)
@@ -88,8 +88,9 @@ BAD_INPUTS = {
                      ValueError, r"could not convert string to float.*" + NUMERIC),
     "bytes in X": (lambda: clf().fit(np.full((20, 3), b"a"), Y_CLASS),
                    ValueError, r"could not convert.*" + NUMERIC),
-    "string column in DataFrame": (lambda: reg().fit(pd.DataFrame(
-        {"a": ["x"] * 20, "b": np.arange(20.0)}), Y_REG),
+    "string column in DataFrame": (lambda: MLPTorchRegressor(
+        **TINY, categorical_features=None).fit(pd.DataFrame(
+            {"a": ["x"] * 20, "b": np.arange(20.0)}), Y_REG),
         ValueError, r"(non-numeric column\(s\): 'a'|could not convert string to float).*"
         + NUMERIC),
     "objects in X": (lambda: clf().fit(np.array([[object()] * 3] * 20, dtype=object), Y_CLASS),
