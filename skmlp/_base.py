@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._columns import ColumnLayout, categorical_mask, numeric_part, numeric_statistics
+from ._columns import ColumnLayout, categorical_mask, numeric_statistics
 from ._data import (as_rows, batch_rows, check_table, check_X, compute_dtype, iter_batches,
                     n_columns, resolve_device, to_tensor)
 from ._fastpath import inference
@@ -137,6 +137,11 @@ class BaseMLPTorch(BaseEstimator):
         self._rng_state = generator.get_state()
         self._finish(reason, incremental)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "indicator"
+        return tags
+
     @property
     def _head(self):
         """The fitted head: loss, link and decoding of the outputs."""
@@ -156,8 +161,7 @@ class BaseMLPTorch(BaseEstimator):
             no_y = isinstance(y, str) and y == "no_validation"
             X_num, y = (out, None) if no_y else out
             return (X_num, None, mask), y
-        X_num, y = check_table(self, X, numeric_part(X, mask), y=y, reset=reset,
-                               allow_nan=allow_nan, **kwargs)
+        X_num, y = check_table(self, X, mask, y=y, reset=reset, allow_nan=allow_nan, **kwargs)
         return (X_num, X, mask), y
 
     def _fit_columns(self, X, raw, mask, weights):

@@ -128,6 +128,9 @@ def numeric_part(X, mask):
     """X without its categorical columns (same kind of object as X)."""
     if not mask.any():
         return X
+    if hasattr(X, "toarray"):
+        raise ValueError("categorical columns need dense input: pass a DataFrame or a dense "
+                         "array, or set categorical_features=None for sparse input.")
     keep = np.flatnonzero(~mask)
     if _library(X) == "pandas" and hasattr(X, "iloc"):
         return X.iloc[:, keep]

@@ -12,6 +12,8 @@ import torch
 from sklearn.utils import check_array, check_X_y
 from sklearn.utils.validation import validate_data
 
+from ._columns import numeric_part
+
 PREDICT_BATCH_ELEMENTS = 1 << 21  # ~16 MB of float64 input per predict batch
 SPARSE_CHUNK_ELEMENTS = 1 << 20  # sparse rows are densified ~8 MB at a time in full passes
 
@@ -116,11 +118,12 @@ def check_X(estimator, X, *, reset, y="no_validation", allow_nan=False, **kwargs
     ))
 
 
-def check_table(estimator, X, numeric, *, reset, y="no_validation", allow_nan=False, **kwargs):
-    """For input with categorical columns: names and counts checked on ``X``
-    as given, then its ``numeric`` columns (and y) validated as ``check_X``
-    would. Returns ``(X_num, y)`` (y None when not given)."""
+def check_table(estimator, X, mask, *, reset, y="no_validation", allow_nan=False, **kwargs):
+    """For input with categorical columns (``mask``): names and counts checked
+    on ``X`` as given, then its numeric columns (and y) validated as
+    ``check_X`` would. Returns ``(X_num, y)`` (y None when not given)."""
     validate_data(estimator, X, reset=reset, skip_check_array=True)
+    numeric = numeric_part(X, mask)
     options = dict(dtype=np.float32 if _all_float32_polars(numeric) else (np.float64, np.float32),
                    ensure_all_finite="allow-nan" if allow_nan else True,
                    ensure_min_features=0)

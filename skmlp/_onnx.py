@@ -86,6 +86,13 @@ def to_onnx(estimator, X_sample, path=None, *, opset_version=None):
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("to_onnx needs onnx and onnxscript: pip install 'skmlp[onnx]'") from exc
     check_is_fitted(estimator, "module_")
+    categorical = getattr(estimator, "is_categorical_", None)
+    if categorical is not None and np.any(categorical):
+        names = getattr(estimator, "feature_names_in_", None)
+        cols = [names[j] if names is not None else j for j in np.flatnonzero(categorical)]
+        raise ValueError(f"to_onnx does not export categorical columns yet; this model has "
+                         f"{len(cols)}: {list(cols)}. Fit on numeric columns (e.g. with "
+                         "categorical_features=None after encoding them) to export the network.")
     X = np.asarray(X_sample, dtype=np.float32)
     if X.ndim != 2 or X.shape[1] != estimator.n_features_in_:
         raise ValueError(

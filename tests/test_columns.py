@@ -1,0 +1,284 @@
+"""Tables as they are: categorical columns, missing values and scaling (SPEC section)."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+from skmlp import MLPTorchClassifier, MLPTorchRegressor
+from skmlp._columns import numeric_statistics, weighted_quantile
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+RNG = np.random.RandomState(0)
+N = 120
+LEVELS = list("abcdefghijkl")  # 12 levels: embedded; "color" has 3: one-hot
+
+
+def table(n=N, seed=0):
+    r = np.random.RandomState(seed)
+    return pd.DataFrame({
+        "x": r.randn(n),
+        "color": pd.Series(r.choice(["red", "green", "blue"], n), dtype="category"),
+        "city": pd.Series(r.choice(LEVELS, n), dtype="string"),
+        "z": r.randn(n),
+    })
+
+
+def target(df):
+    return ((df["x"] > 0) ^ (df["color"] == "red")).astype(int).to_numpy()
+
+
+def clf(**kw):
+    return MLPTorchClassifier(**{"hidden_dims": (8,), "max_iter": 5, "random_state": 0, **kw})
+
+
+def reg(**kw):
+    return MLPTorchRegressor(**{"hidden_dims": (8,), "max_iter": 5, "random_state": 0, **kw})
+
+
+# ---------------------------------------------------------- which columns
+def test_from_dtype_picks_category_string_and_object_columns():
+    df = table().assign(obj=lambda d: d["city"].astype(object))
+    est = clf().fit(df, target(df))
+    assert_array_equal(est.is_categorical_, [False, True, True, False, True])
+    assert est.n_features_in_ == 5 and list(est.feature_names_in_) == list(df.columns)
+    # one-hot for 3 levels (+ missing), 8-d embeddings for 12 levels
+    assert est.module_.input.width == 2 + 4 + 8 + 8
+
+
+@pytest.mark.parametrize("spec", [["color", "city"], [1, 2], [False, True, True, False]])
+def test_names_indices_and_masks_agree(spec):
+    df = table()
+    base = clf().fit(df, target(df))
+    est = clf(categorical_features=spec).fit(df, target(df))
+    assert_array_equal(est.is_categorical_, base.is_categorical_)
+    assert_allclose(est.predict_proba(df), base.predict_proba(df))
+
+
+def test_numeric_columns_can_be_declared_categorical_on_numpy_input():
+    X = np.column_stack([RNG.randn(N), RNG.randint(0, 4, N)])
+    y = (X[:, 1] == 2).astype(int)
+    est = clf(categorical_features=[1], max_iter=60, lr=1e-2).fit(X, y)
+    assert_array_equal(est.is_categorical_, [False, True])
+    assert est.score(X, y) == 1.0  # code 2 is learned exactly through its one-hot
+
+
+@pytest.mark.parametrize("value, exc, match", [
+    (["nope"], ValueError, r"does not have: \['nope'\]"),
+    ([7], ValueError, "outside the 4 columns"),
+    ([True, False], ValueError, "one entry per column"),
+    (["x", 1], TypeError, "mixes kinds"),
+    ("auto", ValueError, "categorical_features"),
+])
+def test_bad_categorical_features(value, exc, match):
+    df = table()
+    with pytest.raises(exc, match=match):
+        clf(categorical_features=value).fit(df, target(df))
+
+
+def test_names_without_column_names_are_an_error():
+    with pytest.raises(ValueError, match="no column names"):
+        clf(categorical_features=["a"]).fit(RNG.randn(10, 2), np.arange(10) % 2)
+
+
+def test_sparse_input_with_categorical_columns_is_refused_clearly():
+    X = sp.csr_matrix(RNG.randn(10, 3))
+    with pytest.raises(ValueError, match="categorical columns need dense input"):
+        clf(categorical_features=[0]).fit(X, np.arange(10) % 2)
+
+
+# ----------------------------------------------------------- categories
+def test_categories_are_sorted_values_whatever_the_dtype_order():
+    df = table()
+    shuffled = df.assign(color=df["color"].cat.reorder_categories(["red", "blue", "green"]))
+    a, b = clf().fit(df, target(df)), clf().fit(shuffled, target(df))
+    assert a._layout.categories[0] == ["blue", "green", "red"]
+    assert_array_equal(a.predict_proba(df), b.predict_proba(shuffled))
+
+
+def test_pandas_and_polars_give_the_same_model():
+    df = table()
+    pdf = pl.from_pandas(df)  # category -> Categorical, string -> String
+    a, b = clf().fit(df, target(df)), clf().fit(pdf, target(df))
+    assert_array_equal(b.is_categorical_, a.is_categorical_)
+    assert_allclose(b.predict_proba(pdf), a.predict_proba(df))
+    enum = pdf.with_columns(pl.col("color").cast(pl.Enum(["red", "green", "blue"])))
+    assert_allclose(clf().fit(enum, target(df)).predict_proba(enum), a.predict_proba(df))
+
+
+def test_unknown_categories_predict_finite_without_error():
+    df = table()
+    est = clf().fit(df, target(df))
+    new = df.head(4).assign(city=pd.Series(["zzz", "a", "yyy", "b"], dtype="string"))
+    proba = est.predict_proba(new)
+    assert np.all(np.isfinite(proba))
+    codes = est._layout.encode(new)
+    assert codes[0, 1] == codes[2, 1] == len(LEVELS) + 1  # the "unknown" code
+
+
+@pytest.mark.parametrize("missing", [None, np.nan, pd.NA])
+def test_missing_categorical_values_are_a_category_of_their_own(missing):
+    df = table().astype({"city": object})
+    df.loc[::5, "city"] = missing
+    est = clf().fit(df, target(df))
+    codes = est._layout.encode(df)
+    assert set(codes[::5, 1]) == {len(LEVELS)}  # the "missing" code, not "unknown"
+    assert np.all(np.isfinite(est.predict_proba(df)))
+
+
+def test_weight_zero_rows_contribute_nothing_not_even_a_category():
+    df = table()
+    df.loc[:9, "city"] = "only-in-zero-weight-rows"
+    df.loc[:9, "x"] = 1e6
+    w = np.ones(N)
+    w[:10] = 0
+    est = reg(scaling="standard").fit(df, df["z"].to_numpy(), sample_weight=w)
+    assert "only-in-zero-weight-rows" not in est._layout.categories[1]
+    kept = reg(scaling="standard").fit(df.iloc[10:], df["z"].to_numpy()[10:])
+    assert_allclose(est._spec.shift, kept._spec.shift)
+    assert_allclose(est._spec.scale, kept._spec.scale)
+
+
+def test_the_input_frame_is_not_modified():
+    df = table()
+    df.loc[::7, "x"] = np.nan
+    before = df.copy()
+    clf(missing="indicator", scaling="robust").fit(df, target(df)).predict(df)
+    pd.testing.assert_frame_equal(df, before)
+
+
+# --------------------------------------------------------- missing values
+def test_nan_is_an_error_naming_missing_indicator():
+    df = table()
+    df.loc[3, "x"] = np.nan
+    with pytest.raises(ValueError, match="missing='indicator'"):
+        clf().fit(df, target(df))
+
+
+def test_indicator_fills_medians_and_adds_a_flag_per_column_with_missing():
+    df = table()
+    df.loc[::4, "x"] = np.nan
+    est = clf(missing="indicator").fit(df, target(df))
+    assert est._spec.indicator_columns == (0,)  # "x" among the numeric columns x, z
+    assert est._spec.fill[0] == pytest.approx(np.nanmedian(df["x"]), abs=0.05)
+    assert est.module_.input.width == 2 + 1 + 4 + 8
+    assert est.__sklearn_tags__().input_tags.allow_nan
+    assert not clf().__sklearn_tags__().input_tags.allow_nan
+    # NaN at predict in a column that had none in fit: filled, no error
+    late = df.assign(z=np.where(np.arange(N) % 3 == 0, np.nan, df["z"]))
+    assert np.all(np.isfinite(est.predict_proba(late)))
+    with pytest.raises(ValueError, match="infinity"):
+        est.predict(df.assign(z=np.inf))
+
+
+def test_indicator_on_numpy_input_and_nan_rows_are_learned():
+    X = RNG.randn(200, 2)
+    y = np.isnan(np.where(RNG.rand(200) < 0.5, np.nan, 0.0))
+    X[y, 0] = np.nan  # missingness is the signal
+    est = clf(missing="indicator", max_iter=80, lr=1e-2).fit(X, y)
+    assert est.score(X, y) == 1.0
+
+
+# ---------------------------------------------------------------- scaling
+def test_weighted_quantile_and_statistics():
+    assert weighted_quantile(np.array([1.0, 2.0, 3.0, np.nan]), np.ones(4), 0.5) == 2.0
+    assert weighted_quantile(np.array([1.0, 2.0, 3.0]), np.array([0, 0, 1.0]), 0.5) == 3.0
+    X = np.column_stack([np.arange(10.0), np.full(10, 5.0)])
+    std = numeric_statistics(X, None, "standard", "error")
+    assert_allclose(std["shift"], [4.5, 5.0])
+    assert_allclose(std["scale"], [np.std(np.arange(10.0)), 1.0])  # constant: not 0
+    rob = numeric_statistics(X, None, "robust", "error")
+    assert rob["shift"][0] == 4.0 and rob["scale"][0] == 5.0 and rob["scale"][1] == 1.0
+
+
+@pytest.mark.parametrize("scaling", ["standard", "robust"])
+def test_scaling_inside_the_network(scaling):
+    X = RNG.randn(N, 3) * [1, 100, 1e-3] + [0, 1e4, 0]
+    X[:, 2] = 7.0  # constant
+    y = (X[:, 1] > 1e4).astype(int)
+    est = clf(scaling=scaling, max_iter=40, lr=1e-2).fit(X, y)
+    first = est.module_.input(torch_tensor(X)).numpy()
+    assert np.all(np.isfinite(first)) and np.abs(first).max() < (3 if scaling == "robust" else 10)
+    assert est.score(X, y) > 0.9
+
+
+def torch_tensor(X):
+    import torch
+
+    with torch.no_grad():
+        return torch.from_numpy(np.asarray(X, dtype=np.float64))
+
+
+@pytest.mark.parametrize("scaling", ["standard", "robust"])
+def test_sparse_scaling_equals_dense_and_is_batched(scaling):
+    X = np.where(RNG.rand(N, 4) < 0.3, RNG.randn(N, 4), 0.0)
+    y = (X[:, 0] > 0).astype(int)
+    dense = clf(scaling=scaling, batch_size=16).fit(X, y)
+    sparse = clf(scaling=scaling, batch_size=16).fit(sp.csr_matrix(X), y)
+    assert_allclose(sparse._spec.shift, dense._spec.shift)
+    assert_allclose(sparse._spec.scale, dense._spec.scale)
+    assert_allclose(sparse.predict_proba(sp.csr_matrix(X)), dense.predict_proba(X), atol=1e-10)
+
+
+# ------------------------------------------------- the fitted state travels
+def test_pickle_clone_and_refit_keep_the_columns():
+    df = table()
+    df.loc[::6, "x"] = np.nan
+    est = clf(missing="indicator", scaling="robust").fit(df, target(df))
+    back = pickle.loads(pickle.dumps(est))
+    assert_array_equal(back.predict_proba(df), est.predict_proba(df))
+    assert back._layout.categories == est._layout.categories
+    again = clone(est).fit(df, target(df))
+    assert_array_equal(again.predict_proba(df), est.predict_proba(df))
+
+
+def test_grid_search_in_parallel_on_a_raw_frame():
+    df = table(240)
+    grid = {"scaling": [None, "robust"], "hidden_dims": [(4,), (8,)]}
+    gs = GridSearchCV(clf(), grid, cv=2, n_jobs=2).fit(df, target(df))
+    seq = GridSearchCV(clf(), grid, cv=2, n_jobs=1).fit(df, target(df))
+    assert_allclose(gs.cv_results_["mean_test_score"], seq.cv_results_["mean_test_score"])
+
+
+def test_partial_fit_keeps_the_first_calls_encoding():
+    df = table()
+    est = clf().partial_fit(df.iloc[:60], target(df)[:60], classes=[0, 1])
+    first = [list(c) for c in est._layout.categories]
+    later = df.iloc[60:].assign(city=pd.Series(["new"] * 60, dtype="string"))
+    est.partial_fit(later, target(df)[60:])
+    assert est._layout.categories == first
+    assert np.all(np.isfinite(est.predict_proba(later)))
+
+
+def test_columns_at_predict_must_match_fit():
+    df = table()
+    est = clf().fit(df, target(df))
+    with pytest.raises(ValueError, match="color"):
+        est.predict(df.drop(columns="color"))
+    with pytest.raises(ValueError, match="extra"):
+        est.predict(df.assign(extra=1.0))
+
+
+def test_regressor_on_a_mixed_frame_learns_the_categories():
+    df = table(300)
+    y = df["color"].map({"red": 3.0, "green": 0.0, "blue": -3.0}).to_numpy() + 0.1 * df["x"]
+    est = reg(max_iter=100, lr=1e-2, scaling="standard").fit(df, y)
+    assert est.score(df, y) > 0.95
+
+
+def test_onnx_export_refuses_categorical_columns_by_name():
+    pytest.importorskip("onnx")
+    from skmlp import to_onnx
+
+    df = table()
+    est = clf().fit(df, target(df))
+    with warnings.catch_warnings(), pytest.raises(ValueError, match="'color', 'city'"):
+        to_onnx(est, df.head(2))
