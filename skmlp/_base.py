@@ -112,7 +112,8 @@ class BaseMLPTorch(BaseEstimator):
         if reset:
             self._fit_columns(X, raw, mask, val_weights)
         codes = self._layout.encode(raw) if mask.any() else None
-        head_name, Y, target_weights = self._encode_targets(y, reset=reset, classes=classes)
+        head_name, Y, target_weights = self._encode_targets(y, reset=reset, classes=classes,
+                                                            sample_weight=val_weights)
         if target_weights is not None:
             weights = target_weights if weights is None else weights * target_weights
             _check_weights(weights, "class_weight (times sample_weight)",
@@ -146,6 +147,9 @@ class BaseMLPTorch(BaseEstimator):
     def _head(self):
         """The fitted head: loss, link and decoding of the outputs."""
         return self._spec.head
+
+    def _training_loss(self):
+        return self._head.loss
 
     def _check_X(self, X, *, reset, y="no_validation", **kwargs):
         """Validated input as ``((X_num, X, mask), y)``: the numeric columns
@@ -270,7 +274,7 @@ class BaseMLPTorch(BaseEstimator):
             state.best_loss = np.inf
             state.schedule_start = state.n_iter
         callback = self._callback()
-        loss = self._head.loss
+        loss = self._training_loss()
         device = data[1].device
         dropout_gen = generator
         if device.type != "cpu":

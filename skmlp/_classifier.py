@@ -94,7 +94,10 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
                              "it into classes first (e.g. np.digitize).") from exc
         return X, y
 
-    def _encode_targets(self, y, *, reset, classes=None):
+    def _training_loss(self):
+        return self._head.training_loss(self.label_smoothing)
+
+    def _encode_targets(self, y, *, reset, classes=None, sample_weight=None):
         multilabel = type_of_target(y) == "multilabel-indicator"
         if reset:
             labels = unique_labels(y) if classes is None else np.unique(classes)

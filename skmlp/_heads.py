@@ -95,30 +95,53 @@ class Poisson(Loss):
 
 
 class BinaryLogLoss(Loss):
-    """Binary / multilabel log-loss from logits, summed over labels."""
+    """Binary / multilabel log-loss from logits, summed over labels.
+
+    ``smoothing`` moves the 0/1 targets towards 0.5: ``t (1 - s) + s / 2``
+    (the rule of ``cross_entropy``'s ``label_smoothing`` with two classes).
+    """
+
+    def __init__(self, smoothing=0.0):
+        self.smoothing = float(smoothing)
+
+    def _target(self, target):
+        s = self.smoothing
+        return target if s == 0 else target * (1 - s) + s / 2
 
     def value(self, out, target):
-        return F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(dim=1)
+        return F.binary_cross_entropy_with_logits(out, self._target(target),
+                                                  reduction="none").sum(dim=1)
 
     def grad(self, out, target):
-        return torch.sigmoid(out) - target
+        return torch.sigmoid(out) - self._target(target)
 
 
 class MultiLogLoss(Loss):
-    """Multiclass log-loss (softmax cross-entropy) from logits."""
+    """Multiclass log-loss (softmax cross-entropy) from logits, with
+    ``cross_entropy``'s ``label_smoothing`` rule: the one-hot target becomes
+    ``(1 - s) onehot + s / n_classes``."""
+
+    def __init__(self, smoothing=0.0):
+        self.smoothing = float(smoothing)
 
     def value(self, out, target):
-        return F.cross_entropy(out, target, reduction="none")
+        return F.cross_entropy(out, target, reduction="none", label_smoothing=self.smoothing)
 
     def grad(self, out, target):
         return self.value_and_grad(out, target)[1]
 
     def value_and_grad(self, out, target):
-        # One log-softmax serves both: loss_i = -log p_i[y_i], grad = p_i - onehot(y_i).
+        # One log-softmax serves both: loss_i = -sum_k q_ik log p_ik, grad = p_i - q_i.
         log_p = torch.log_softmax(out, dim=1)
-        value = -log_p.gather(1, target[:, None]).squeeze(1)
+        rows = torch.arange(out.shape[0], device=out.device)
+        value = -log_p[rows, target]
+        s = self.smoothing
+        if s:
+            value = (1 - s) * value - s * log_p.mean(dim=1)
         g = log_p.exp_()
-        g[torch.arange(g.shape[0], device=g.device), target] -= 1
+        if s:
+            g.sub_(s / out.shape[1])
+        g[rows, target] -= 1 - s
         return value, g
 
 
@@ -150,6 +173,10 @@ class Head:
         """The labels to stratify a validation split by (None: do not)."""
         return None
 
+    def training_loss(self, label_smoothing=0.0):
+        """The loss to train with (classification heads take ``label_smoothing``)."""
+        return self.loss
+
     def safe_output_bound(self, dtype):
         return self.loss.safe_output_bound(dtype)
 
@@ -166,6 +193,9 @@ class _ClassificationHead(Head):
 
     def score(self, z, Y, W):
         return _weighted_mean(self.correct(z, Y).to(z.dtype), W)
+
+    def training_loss(self, label_smoothing=0.0):
+        return type(self.loss)(label_smoothing) if label_smoothing else self.loss
 
     def labels(self, codes, classes):
         """``predict``'s output from the codes ``predict`` decoded."""
@@ -277,6 +307,17 @@ class RegressionHead(Head):
 
     def n_outputs(self, n_targets):
         return n_targets
+
+    def target_scaling(self, Y, weights):
+        """Per target ``(shift, scale)`` for ``target_scaling``: the weighted mean
+        and standard deviation, or for a log link only the weighted mean as
+        scale (targets stay non-negative). A scale of 0 becomes 1."""
+        w = np.ones(Y.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+        mean = np.average(Y, axis=0, weights=w)
+        if self.inverse_link is not _identity:
+            return np.zeros_like(mean), np.where(mean > 0, mean, 1.0)
+        std = np.sqrt(np.average((Y - mean) ** 2, axis=0, weights=w))
+        return mean, np.where(std > 0, std, 1.0)
 
     def check_target(self, y, name):
         if self.nonnegative and np.any(np.asarray(y) < 0):

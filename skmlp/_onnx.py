@@ -19,14 +19,21 @@ class _WithOutputTransform(torch.nn.Module):
     """The fitted network followed by the head's output (``predict_proba`` /
     ``predict``), flattened to 1-d for a regressor fitted on a 1-d target."""
 
-    def __init__(self, module, output, flatten):
+    def __init__(self, module, output, flatten, affine=None):
         super().__init__()
         self.module = module
         self.output = output
         self.flatten = flatten
+        self.affine = None
+        if affine is not None:  # target_scaling: back to the target's units
+            self.register_buffer("shift", torch.as_tensor(affine[0], dtype=torch.float32))
+            self.register_buffer("scale", torch.as_tensor(affine[1], dtype=torch.float32))
+            self.affine = True
 
     def forward(self, X):
         out = self.output(self.module(X))
+        if self.affine:
+            out = out * self.scale + self.shift
         return out[:, 0] if self.flatten else out
 
 
@@ -104,7 +111,8 @@ def to_onnx(estimator, X_sample, path=None, *, opset_version=None):
     output = "probabilities" if head.is_classifier else "predictions"
     flatten = not head.is_classifier and estimator._y_ndim == 1
     module = copy.deepcopy(estimator.module_).to("cpu", torch.float32).eval()
-    wrapped = _WithOutputTransform(module, head.output, flatten).eval()
+    affine = getattr(estimator, "_target_affine", None)
+    wrapped = _WithOutputTransform(module, head.output, flatten, affine).eval()
     with warnings.catch_warnings(), _quiet_loggers("torch"):
         warnings.simplefilter("ignore")  # torch.export chatter (e.g. torchvision missing)
         program = torch.onnx.export(

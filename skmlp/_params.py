@@ -163,6 +163,15 @@ PARAMETERS = (
     Param("tol", 1e-4, _real(0), "float",
           "Improvement threshold of the training loss (or validation score)."),
     Param("shuffle", True, _bool(), "bool", "Reshuffle the samples every epoch."),
+    Param("label_smoothing", 0.0, _real(0, 1, high_open=True), "float",
+          "In [0, 1), as ``torch.nn.functional.cross_entropy``'s: the one-hot target "
+          "becomes ``(1 - s) onehot + s / n_classes``; binary and multilabel targets move "
+          "towards 0.5 by the same rule (``t (1 - s) + s / 2``).", CLF),
+    Param("target_scaling", False, _bool(), "bool",
+          "Standardise each target with its (weighted) ``fit`` mean and standard "
+          "deviation, train on that and undo it in ``predict`` (``loss_curve_`` is then "
+          "in standardised units, and huber's delta applies in them). With "
+          '``loss="poisson"`` targets are only divided by their weighted mean.', REG),
     Param("class_weight", None,
           (_class_weight, "None, 'balanced' or a dict {label: weight}"),
           'dict, "balanced" or None', "Weights per class, multiplied into ``sample_weight``.",

@@ -1,5 +1,6 @@
 """MLPTorchRegressor: the target's shape; the head (loss + link) does the rest."""
 
+import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
@@ -79,11 +80,22 @@ class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
         REGRESSION_HEADS[self.loss].check_target(y, self.loss)
         return X, y
 
-    def _encode_targets(self, y, *, reset, classes=None):
+    def _encode_targets(self, y, *, reset, classes=None, sample_weight=None):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        head = REGRESSION_HEADS[self.loss]
         if reset:
             self._y_ndim = y.ndim
-            self.n_outputs_ = REGRESSION_HEADS[self.loss].n_outputs(Y.shape[1])
+            self.n_outputs_ = head.n_outputs(Y.shape[1])
+            self._target_affine = None
+            if self.target_scaling:
+                shift, scale = head.target_scaling(np.asarray(Y, dtype=np.float64),
+                                                   sample_weight)
+                self._target_affine = (shift, scale)
+        elif bool(self.target_scaling) != (self._target_affine is not None):
+            raise ValueError(
+                f"target_scaling={self.target_scaling!r} differs from the fitted network's; "
+                "warm_start and partial_fit continue that network (and its target scale). "
+                "Set warm_start=False (or use a new estimator) to change it.")
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the fitted network has "
                              f"{self.n_outputs_}.")
@@ -93,7 +105,11 @@ class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
                 f"({self._spec.head_name!r}); warm_start and partial_fit continue that "
                 "network. Set warm_start=False (or use a new estimator) to change the loss."
             )
-        return self.loss, REGRESSION_HEADS[self.loss].encode(Y), None
+        Y = head.encode(Y)
+        if self._target_affine is not None:
+            shift, scale = self._target_affine
+            Y = (Y - shift) / scale
+        return self.loss, Y, None
 
     # ------------------------------------------------------------ partial_fit
     @available_if(lambda est: est.optimizer != "lbfgs")
@@ -132,5 +148,8 @@ class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
         """
         check_is_fitted(self, "module_")
         out = self._forward(X, self._head.output)
+        if self._target_affine is not None:  # back to the target's units
+            shift, scale = (a.astype(out.dtype) for a in self._target_affine)
+            out = out * scale + shift
         return out.ravel() if self._y_ndim == 1 else out
 

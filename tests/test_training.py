@@ -702,3 +702,60 @@ def test_lbfgs_dropout_masks_come_from_random_state_not_the_global_rng():
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
     c = _fit_quiet(MLPTorchRegressor(**{**kw, "random_state": 5}), X, y)
     assert not np.array_equal(a.predict(X), c.predict(X))
+
+
+# ------------------------------------------------ label smoothing, target scaling
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_label_smoothing_matches_torch_cross_entropy(smoothing):
+    from skmlp._heads import HEADS
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 4, (7,), generator=gen)
+    loss = HEADS["multiclass"].training_loss(smoothing)
+    value, grad = loss.value_and_grad(z.detach(), t)
+    ref = torch.nn.functional.cross_entropy(z, t, reduction="none", label_smoothing=smoothing)
+    ref.sum().backward()
+    torch.testing.assert_close(value, ref.detach())
+    torch.testing.assert_close(grad, z.grad)
+    # binary: targets move towards 0.5 by the same rule, t (1 - s) + s / 2
+    zb = torch.randn(7, 1, generator=gen, dtype=torch.float64, requires_grad=True)
+    tb = torch.randint(0, 2, (7, 1), generator=gen).double()
+    bin_loss = HEADS["binary"].training_loss(smoothing)
+    soft = tb * (1 - smoothing) + smoothing / 2
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(zb, soft, reduction="none")
+    torch.testing.assert_close(bin_loss.value(zb.detach(), tb), ref.detach().sum(1))
+    ref.sum().backward()
+    torch.testing.assert_close(bin_loss.grad(zb.detach(), tb), zb.grad)
+
+
+def test_label_smoothing_keeps_probabilities_away_from_0_and_1():
+    X, y = _clf_data(n=90)
+    kw = dict(hidden_dims=(16,), max_iter=200, lr=3e-2, random_state=0)
+    sharp = _fit_quiet(MLPTorchClassifier(**kw), X, y)
+    smooth = _fit_quiet(MLPTorchClassifier(label_smoothing=0.3, **kw), X, y)
+    # the smoothed optimum of a training point is 1 - 0.3 + 0.3 / 3 = 0.8
+    assert sharp.predict_proba(X).max() > 0.99 > 0.95 > smooth.predict_proba(X).max()
+    assert smooth.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+def test_target_scaling_trains_in_standard_units_and_predicts_in_the_targets(loss):
+    rng = np.random.RandomState(0)
+    X = rng.randn(150, 3)
+    y = np.exp(1 + 0.5 * X[:, 0]) * 1000 if loss == "poisson" else 5000 + 800 * X[:, 0]
+    w = rng.uniform(0.5, 2, 150)
+    kw = dict(hidden_dims=(16,), max_iter=150, lr=1e-2, random_state=0, loss=loss)
+    est = _fit_quiet(MLPTorchRegressor(target_scaling=True, **kw), X, y, sample_weight=w)
+    shift, scale = est._target_affine
+    if loss == "poisson":  # only divided by the weighted mean: targets stay >= 0
+        assert shift[0] == 0 and scale[0] == pytest.approx(np.average(y, weights=w))
+    else:
+        assert shift[0] == pytest.approx(np.average(y, weights=w))
+        assert scale[0] == pytest.approx(np.sqrt(np.cov(y, aweights=w, bias=True)))
+    assert est.score(X, y) > 0.9
+    assert est.loss_curve_[-1] < 1  # standardised units
+    plain = _fit_quiet(MLPTorchRegressor(**kw), X, y)
+    assert est.score(X, y) > plain.score(X, y)
+    with pytest.raises(ValueError, match="target_scaling"):
+        est.set_params(warm_start=True, target_scaling=False).fit(X, y)
