@@ -205,9 +205,9 @@ class BaseMLPTorch(BaseEstimator):
         """A fresh spec, network, generator and training state."""
         generator = torch.Generator().manual_seed(_seed_from(self.random_state))
         stats = self._numeric_stats or {}
-        table = {}
+        table = {"numeric_embedding": self.numeric_embedding}
         if stats:
-            table = dict(missing=self.missing, scaling=self.scaling,
+            table.update(missing=self.missing, scaling=self.scaling,
                          indicator_columns=tuple(int(j) for j in np.flatnonzero(stats["indicator"])),
                          **{k: tuple(float(v) for v in stats[k]) for k in ("fill", "shift", "scale")})
         self._spec = NetworkSpec(

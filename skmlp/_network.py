@@ -141,6 +141,40 @@ def categorical_width(codes):
     return codes - 1 if codes <= ONE_HOT_MAX_CODES else EMBEDDING_DIM
 
 
+PERIODIC_FREQUENCIES = 16  # learned frequencies per numeric column
+PERIODIC_DIM = 8  # output width per numeric column
+PERIODIC_SIGMA = 0.1  # initial frequencies ~ N(0, sigma^2)
+
+
+class PeriodicEmbedding(nn.Module):
+    """Periodic numeric embeddings (Gorishniy et al., 2022, "PLR").
+
+    ``x (n, d) -> (n, d * PERIODIC_DIM)``: per column, ``cos`` and ``sin`` of
+    ``2 pi f x`` for ``PERIODIC_FREQUENCIES`` learned frequencies ``f``, then
+    a linear layer of its own and a ReLU.
+    """
+
+    def __init__(self, d, *, dtype=None):
+        super().__init__()
+        k, e = PERIODIC_FREQUENCIES, PERIODIC_DIM
+        self.frequencies = nn.Parameter(torch.empty(d, k, device="meta", dtype=dtype))
+        self.weight = nn.Parameter(torch.empty(d, 2 * k, e, device="meta", dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(d, e, device="meta", dtype=dtype))
+
+    def forward(self, x):
+        z = (2 * math.pi) * x[..., None] * self.frequencies  # (n, d, k)
+        features = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (n, d, 2k)
+        out = torch.einsum("ndk,dke->nde", features, self.weight) + self.bias
+        return torch.relu(out).flatten(1)
+
+
+def table_width(n_numeric, cardinalities, indicator_columns, numeric_embedding):
+    """Width of the table input's output (the first hidden block's input)."""
+    numeric = n_numeric * (PERIODIC_DIM if numeric_embedding == "periodic" else 1)
+    return (numeric + len(indicator_columns)
+            + sum(categorical_width(c) for c in cardinalities))
+
+
 class TableInput(nn.Module):
     """The table's columns as one input vector.
 
@@ -154,8 +188,10 @@ class TableInput(nn.Module):
     """
 
     def __init__(self, n_numeric, *, cardinalities=(), indicator_columns=(), missing="error",
-                 scaling=None, dtype=None):
+                 scaling=None, numeric_embedding=None, dtype=None):
         super().__init__()
+        self.periodic = (PeriodicEmbedding(n_numeric, dtype=dtype)
+                         if numeric_embedding == "periodic" and n_numeric else None)
         self.fill_missing = missing == "indicator"
         self.indicator_columns = tuple(indicator_columns)
         self.scaling = scaling
@@ -166,8 +202,8 @@ class TableInput(nn.Module):
             str(j): nn.Embedding(codes, EMBEDDING_DIM, padding_idx=codes - 1, device="meta",
                                  dtype=dtype)
             for j, codes in enumerate(self.cardinalities) if codes > ONE_HOT_MAX_CODES})
-        self.width = (n_numeric + len(self.indicator_columns)
-                      + sum(categorical_width(c) for c in self.cardinalities))
+        self.width = table_width(n_numeric, self.cardinalities, self.indicator_columns,
+                                 numeric_embedding)
 
     def forward(self, x_num, x_cat=None):
         parts = []
@@ -181,7 +217,7 @@ class TableInput(nn.Module):
             x = (x - self.shift) / self.scale
             if self.scaling == "robust":
                 x = x / torch.sqrt(1 + (x / 3) ** 2)
-        parts.append(x)
+        parts.append(x if self.periodic is None else self.periodic(x))
         if self.fill_missing and self.indicator_columns:
             parts.append(flags)
         for j, codes in enumerate(self.cardinalities):
@@ -227,6 +263,13 @@ def _norm_init(layer, generator, gain):
     layer.reset_parameters()  # weight 1, bias 0, fresh running statistics
 
 
+def _periodic_init(layer, generator, gain):
+    layer.frequencies.normal_(0.0, PERIODIC_SIGMA, generator=generator)
+    bound = 1 / math.sqrt(layer.weight.shape[1])  # torch's Linear default, per column
+    layer.weight.uniform_(-bound, bound, generator=generator)
+    layer.bias.uniform_(-bound, bound, generator=generator)
+
+
 def _embedding_init(layer, generator, gain):
     # Unit variance, like a standardised numeric column; the "unknown" row is 0.
     bound = math.sqrt(3.0)
@@ -247,6 +290,7 @@ PARAMETER_RULES = {
     nn.Linear: ParameterRule(_glorot, ("weight",), ("bias",)),
     nn.BatchNorm1d: ParameterRule(_norm_init, (), ("weight", "bias")),
     nn.Embedding: ParameterRule(_embedding_init, ("weight",), ()),
+    PeriodicEmbedding: ParameterRule(_periodic_init, ("weight",), ("frequencies", "bias")),
 }
 
 

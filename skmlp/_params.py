@@ -204,6 +204,13 @@ PARAMETERS = (
           'divided by the interquartile range and smoothly clipped to (-3, 3) '
           '(``"robust"``: ``x / sqrt(1 + (x / 3)^2)``). Constant columns are not divided '
           "by zero; sparse input is scaled a batch at a time."),
+    Param("numeric_embedding", None,
+          (lambda v: v is None or (isinstance(v, str) and v == "periodic"), "None or 'periodic'"),
+          '{"periodic"} or None',
+          '``"periodic"``: each numeric column (after ``missing`` and ``scaling``) passes '
+          "through learned periodic features (cos and sin of 16 learned frequencies) and "
+          "a linear layer of its own to 8 values with a ReLU, before the MLP (Gorishniy et "
+          'al., 2022, "On Embeddings for Numerical Features"). Use it with ``scaling``.'),
     Param("device", "cpu", (_device, "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"), "str",
           '``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (cuda, then mps, '
           "then cpu)."),

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from ._heads import HEADS
-from ._network import build, categorical_width
+from ._network import build, table_width
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -35,6 +35,7 @@ class NetworkSpec:
         input with ``fill`` and appends a 0/1 flag for each listed column.
     scaling, fill, shift, scale : ``None``, ``"standard"`` or ``"robust"``,
         with the per-column statistics learned in ``fit`` (``_columns``).
+    numeric_embedding : None or ``"periodic"`` (after filling and scaling).
     """
 
     n_inputs: int
@@ -52,6 +53,7 @@ class NetworkSpec:
     fill: tuple = ()
     shift: tuple = ()
     scale: tuple = ()
+    numeric_embedding: Optional[str] = None
 
     @property
     def torch_dtype(self):
@@ -64,15 +66,17 @@ class NetworkSpec:
 
     def table(self):
         """The table input's options, or None when the numeric input goes in as it is."""
-        if not (self.cardinalities or self.missing == "indicator" or self.scaling):
+        if not (self.cardinalities or self.missing == "indicator" or self.scaling
+                or self.numeric_embedding):
             return None
         return dict(cardinalities=self.cardinalities, indicator_columns=self.indicator_columns,
-                    missing=self.missing, scaling=self.scaling)
+                    missing=self.missing, scaling=self.scaling,
+                    numeric_embedding=self.numeric_embedding)
 
     def input_width(self):
         """Width of the first hidden block's input (after the table input)."""
-        return (self.n_inputs + len(self.indicator_columns)
-                + sum(categorical_width(c) for c in self.cardinalities))
+        return table_width(self.n_inputs, self.cardinalities, self.indicator_columns,
+                           self.numeric_embedding)
 
     def widths(self):
         """Input, hidden and output widths, in order."""
