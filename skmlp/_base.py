@@ -221,6 +221,7 @@ class BaseMLPTorch(BaseEstimator):
             dropout=float(self.dropout),
             batch_norm=bool(self.batch_norm),
             dtype=compute_dtype(self.dtype, X),
+            n_ensemble=int(self.n_ensemble),
         )
         self.module_ = self._spec.build(generator).to(device)
         self._rng_state = generator.get_state()
@@ -312,7 +313,8 @@ class BaseMLPTorch(BaseEstimator):
         """The validation score, with the forward pass in predict-sized batches."""
         X, Y, W = val_data
         module.eval()
-        parts = [module(*xb) for xb in iter_batches(X, batch_rows(self._spec.widths()))]
+        parts = [self._head.combine(module(*xb))
+                 for xb in iter_batches(X, batch_rows(self._spec.widths()))]
         module.train()
         out = parts[0] if len(parts) == 1 else torch.cat(parts)
         return float(self._head.score(out, Y, W))
@@ -373,7 +375,7 @@ class BaseMLPTorch(BaseEstimator):
         with torch.inference_mode(), torch_threads(threads_for(self._spec.macs(rows))):
             forward = inference(module)
             for xb in iter_batches(inputs, max(rows, 1)):
-                yb = transform(forward(*xb)).cpu().numpy()
+                yb = transform(self._head.combine(forward(*xb))).cpu().numpy()
                 if yb.shape[0] == X.shape[0]:
                     return yb  # one batch: no copy into a second output array
                 if out is None:

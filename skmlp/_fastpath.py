@@ -105,8 +105,8 @@ def _write_linear_grads(weight, bias, g, h_in):
 
 def plan(module, loss):
     """A ``step(xb, yb, wb) -> loss`` filling ``.grad``, or None (use autograd)."""
-    if not isinstance(loss, Loss) or not isinstance(module, MLP):
-        return None
+    if not isinstance(loss, Loss) or not isinstance(module, MLP) or module.n_ensemble > 1:
+        return None  # ensembles train under autograd
     if not all(p.requires_grad for p in module.parameters()):
         return None
     blocks = [_FastBlock(b) if b.fast else _AutogradBlock(b) for b in module.blocks]
@@ -151,7 +151,7 @@ def inference(module):
     with batch norm run their own forward; a module that is not an ``MLP`` is
     returned as it is.
     """
-    if not isinstance(module, MLP):
+    if not isinstance(module, MLP) or module.n_ensemble > 1:
         return module
     table = module.input
     steps = []
@@ -188,7 +188,7 @@ def output_bound(module, input_bound):
     ``|act(z)| <= max(|z|, 1)``. Computed in float64 on the CPU; non-finite
     weights give inf or nan, which no threshold accepts.
     """
-    if not isinstance(module, MLP) or module.input is not None:
+    if not isinstance(module, MLP) or module.input is not None or module.n_ensemble > 1:
         return None  # a table input: the end-of-fit check runs its data pass
     if any(b.norm is not None or b.kind.bound is None for b in module.blocks):
         return None

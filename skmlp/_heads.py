@@ -49,6 +49,12 @@ class Loss:
         return safe_bound(dtype)
 
     def __call__(self, out, target):
+        """Per-sample loss; for ensemble outputs ``(n, k, o)`` the members' mean."""
+        if out.ndim == 3:
+            n, k = out.shape[:2]
+            flat = self.value(out.reshape(n * k, *out.shape[2:]),
+                              target.repeat_interleave(k, dim=0))
+            return flat.view(n, k).mean(dim=1)
         return self.value(out, target)
 
 
@@ -180,6 +186,12 @@ class Head:
     def safe_output_bound(self, dtype):
         return self.loss.safe_output_bound(dtype)
 
+    def combine(self, z):
+        """An ensemble's member outputs ``(n, k, o)`` as one raw output ``(n, o)``
+        whose decoding is the average of the members' predictions (``z`` as it
+        is when it has no member axis)."""
+        return z if z.ndim == 2 else self._combine(z)
+
 
 def _weighted_mean(values, W):
     return values.mean() if W is None else (values * W).sum() / W.sum()
@@ -202,7 +214,17 @@ class _ClassificationHead(Head):
         return classes[codes]
 
 
-class BinaryHead(_ClassificationHead):
+def _log_mean_exp(log_values, dim=1):
+    return torch.logsumexp(log_values, dim=dim) - math.log(log_values.shape[dim])
+
+
+class _SigmoidMixin:
+    def _combine(self, z):
+        # logit of the members' mean probability, computed in log space
+        return _log_mean_exp(F.logsigmoid(z)) - _log_mean_exp(F.logsigmoid(-z))
+
+
+class BinaryHead(_SigmoidMixin, _ClassificationHead):
     """Two classes: one logit, a sigmoid; ``decision`` is the positive logit."""
 
     loss = BinaryLogLoss()
@@ -238,6 +260,9 @@ class MulticlassHead(_ClassificationHead):
 
     loss = MultiLogLoss()
 
+    def _combine(self, z):
+        return _log_mean_exp(torch.log_softmax(z, dim=-1))  # log of the mean probabilities
+
     def n_outputs(self, n_classes):
         return n_classes
 
@@ -263,7 +288,7 @@ class MulticlassHead(_ClassificationHead):
         return Y
 
 
-class MultilabelHead(_ClassificationHead):
+class MultilabelHead(_SigmoidMixin, _ClassificationHead):
     """An indicator matrix: one independent sigmoid per label."""
 
     loss = BinaryLogLoss()
@@ -326,6 +351,11 @@ class RegressionHead(Head):
 
     def output(self, z):
         return self.inverse_link(z)
+
+    def _combine(self, z):
+        if self.inverse_link is _identity:
+            return z.mean(dim=1)
+        return _log_mean_exp(z)  # log link: the log of the members' mean prediction
 
     def score(self, z, Y, W):
         pred = self.output(z)

@@ -229,24 +229,58 @@ class TableInput(nn.Module):
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
+class EnsembleAdapter(nn.Module):
+    """The members' own input scaling (TabM-mini): ``x (n, d) -> (n * k, d)``,
+    member ``j`` of row ``i`` at ``i * k + j``, scaled by ``weight[j]``."""
+
+    def __init__(self, k, d, *, dtype=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(k, d, device="meta", dtype=dtype))
+
+    def forward(self, x):
+        return (x[:, None, :] * self.weight).flatten(0, 1)
+
+
+class EnsembleLinear(nn.Module):
+    """One output layer per member: ``h (n * k, d) -> (n, k, o)``."""
+
+    def __init__(self, k, d, o, *, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features, self.k = d, o, k
+        self.weight = nn.Parameter(torch.empty(k, d, o, device="meta", dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(k, o, device="meta", dtype=dtype))
+
+    def forward(self, h):
+        h = h.view(-1, self.k, self.in_features)
+        return torch.einsum("nkd,kdo->nko", h, self.weight) + self.bias
+
+
 class MLP(nn.Module):
     """The network: ``forward(x_num, x_cat=None)`` maps ``x_num (n, n_inputs)``
     (and the categorical codes ``x_cat (n, len(cardinalities))`` when the
     spec has a table input) to ``(n, n_outputs)``."""
 
     def __init__(self, n_inputs, hidden_dims, n_outputs, *, activation="relu", dropout=0.0,
-                 batch_norm=False, dtype=None, table=None):
+                 batch_norm=False, dtype=None, table=None, n_ensemble=1):
         super().__init__()
         self.input = None if table is None else TableInput(n_inputs, dtype=dtype, **table)
         widths = [n_inputs if self.input is None else self.input.width, *hidden_dims]
+        self.n_ensemble = n_ensemble
+        self.adapter = (EnsembleAdapter(n_ensemble, widths[0], dtype=dtype)
+                        if n_ensemble > 1 else None)
         self.blocks = nn.ModuleList(
             Block(a, b, activation, dropout=dropout, batch_norm=batch_norm, dtype=dtype)
             for a, b in zip(widths[:-1], widths[1:])
         )
-        self.output = nn.Linear(widths[-1], n_outputs, device="meta", dtype=dtype)
+        self.output = (nn.Linear(widths[-1], n_outputs, device="meta", dtype=dtype)
+                       if n_ensemble == 1 else
+                       EnsembleLinear(n_ensemble, widths[-1], n_outputs, dtype=dtype))
 
     def forward(self, x_num, x_cat=None):
+        """``(n, n_outputs)``, or ``(n, n_ensemble, n_outputs)`` for an ensemble."""
         x = x_num if self.input is None else self.input(x_num, x_cat)
+        if self.adapter is not None:
+            x = self.adapter(x)
         for block in self.blocks:
             x = block(x)
         return self.output(x)
@@ -266,6 +300,17 @@ def _norm_init(layer, generator, gain):
 def _periodic_init(layer, generator, gain):
     layer.frequencies.normal_(0.0, PERIODIC_SIGMA, generator=generator)
     bound = 1 / math.sqrt(layer.weight.shape[1])  # torch's Linear default, per column
+    layer.weight.uniform_(-bound, bound, generator=generator)
+    layer.bias.uniform_(-bound, bound, generator=generator)
+
+
+def _random_signs(layer, generator, gain):
+    # TabM-mini: each member starts from a random +-1 scaling of the shared input
+    layer.weight.bernoulli_(0.5, generator=generator).mul_(2).sub_(1)
+
+
+def _ensemble_linear_init(layer, generator, gain):
+    bound = math.sqrt(gain / (layer.in_features + layer.out_features))
     layer.weight.uniform_(-bound, bound, generator=generator)
     layer.bias.uniform_(-bound, bound, generator=generator)
 
@@ -291,6 +336,8 @@ PARAMETER_RULES = {
     nn.BatchNorm1d: ParameterRule(_norm_init, (), ("weight", "bias")),
     nn.Embedding: ParameterRule(_embedding_init, ("weight",), ()),
     PeriodicEmbedding: ParameterRule(_periodic_init, ("weight",), ("frequencies", "bias")),
+    EnsembleAdapter: ParameterRule(_random_signs, (), ("weight",)),
+    EnsembleLinear: ParameterRule(_ensemble_linear_init, ("weight",), ("bias",)),
 }
 
 
@@ -342,7 +389,8 @@ def build(spec, generator):
     table = spec.table()
     module = MLP(spec.n_inputs, spec.hidden_dims, spec.n_outputs,
                  activation=spec.activation, dropout=spec.dropout,
-                 batch_norm=spec.batch_norm, dtype=torch.float64, table=table)
+                 batch_norm=spec.batch_norm, dtype=torch.float64, table=table,
+                 n_ensemble=spec.n_ensemble)
     module = module.to_empty(device="cpu")
     init_weights(module, generator, gain=ACTIVATIONS[spec.activation].gain)
     if module.input is not None:

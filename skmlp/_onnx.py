@@ -19,9 +19,10 @@ class _WithOutputTransform(torch.nn.Module):
     """The fitted network followed by the head's output (``predict_proba`` /
     ``predict``), flattened to 1-d for a regressor fitted on a 1-d target."""
 
-    def __init__(self, module, output, flatten, affine=None):
+    def __init__(self, module, output, flatten, affine=None, combine=None):
         super().__init__()
         self.module = module
+        self.combine = combine
         self.output = output
         self.flatten = flatten
         self.affine = None
@@ -31,7 +32,8 @@ class _WithOutputTransform(torch.nn.Module):
             self.affine = True
 
     def forward(self, X):
-        out = self.output(self.module(X))
+        z = self.module(X)
+        out = self.output(z if self.combine is None else self.combine(z))
         if self.affine:
             out = out * self.scale + self.shift
         return out[:, 0] if self.flatten else out
@@ -112,7 +114,7 @@ def to_onnx(estimator, X_sample, path=None, *, opset_version=None):
     flatten = not head.is_classifier and estimator._y_ndim == 1
     module = copy.deepcopy(estimator.module_).to("cpu", torch.float32).eval()
     affine = getattr(estimator, "_target_affine", None)
-    wrapped = _WithOutputTransform(module, head.output, flatten, affine).eval()
+    wrapped = _WithOutputTransform(module, head.output, flatten, affine, head.combine).eval()
     with warnings.catch_warnings(), _quiet_loggers("torch"):
         warnings.simplefilter("ignore")  # torch.export chatter (e.g. torchvision missing)
         program = torch.onnx.export(

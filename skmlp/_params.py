@@ -211,6 +211,13 @@ PARAMETERS = (
           "through learned periodic features (cos and sin of 16 learned frequencies) and "
           "a linear layer of its own to 8 values with a ReLU, before the MLP (Gorishniy et "
           'al., 2022, "On Embeddings for Numerical Features"). Use it with ``scaling``.'),
+    Param("n_ensemble", 1, _int(1), "int",
+          "k > 1 trains k members inside one network on the same batches (TabM-mini, "
+          "Gorishniy et al., 2025: each member scales the shared input by its own vector "
+          "and has its own output layer; the hidden blocks are shared) and averages their "
+          "predictions: probabilities for the classifier (``decision_function`` and "
+          "``predict_log_proba`` derive from them), outputs for the regressor (means for "
+          "poisson). ``loss_curve_`` is the members' mean loss."),
     Param("device", "cpu", (_device, "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"), "str",
           '``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (cuda, then mps, '
           "then cpu)."),

@@ -36,6 +36,9 @@ class NetworkSpec:
     scaling, fill, shift, scale : ``None``, ``"standard"`` or ``"robust"``,
         with the per-column statistics learned in ``fit`` (``_columns``).
     numeric_embedding : None or ``"periodic"`` (after filling and scaling).
+    n_ensemble : members trained inside the network (TabM-mini: their own
+        input scaling and output layer, shared blocks); outputs
+        ``(n, n_ensemble, n_outputs)``, combined by the head.
     """
 
     n_inputs: int
@@ -54,6 +57,7 @@ class NetworkSpec:
     shift: tuple = ()
     scale: tuple = ()
     numeric_embedding: Optional[str] = None
+    n_ensemble: int = 1
 
     @property
     def torch_dtype(self):
@@ -85,7 +89,7 @@ class NetworkSpec:
     def macs(self, rows):
         """Multiply-adds of one forward pass of ``rows`` rows."""
         w = self.widths()
-        return rows * sum(a * b for a, b in zip(w[:-1], w[1:]))
+        return rows * self.n_ensemble * sum(a * b for a, b in zip(w[:-1], w[1:]))
 
     def build(self, generator):
         """The initialised module on the CPU (weights drawn from ``generator``)."""

@@ -26,6 +26,12 @@ FITTED = {
                                                random_state=0).fit(X, X[:, :2]),
     "poisson-float32": lambda: MLPTorchRegressor((8,), max_iter=5, loss="poisson", dtype="float32",
                                                  random_state=0).fit(X, rng.poisson(2, 64)),
+    "ensemble-multiclass": lambda: MLPTorchClassifier((8,), max_iter=5, n_ensemble=3,
+                                                      random_state=0).fit(X, rng.randint(0, 3, 64)),
+    "table-options": lambda: MLPTorchRegressor(
+        (8,), max_iter=5, random_state=0, missing="indicator", scaling="robust",
+        numeric_embedding="periodic", target_scaling=True).fit(
+            np.where(X > 1.5, np.nan, X), 100 * X[:, 0] + 5),
 }
 
 
@@ -37,10 +43,10 @@ def run(model, X):
 @pytest.mark.parametrize("name", FITTED)
 def test_onnxruntime_matches_estimator(name):
     est = FITTED[name]()
-    model = to_onnx(est, X[:3])
-    (out,) = run(model, X)
-    expected = est.predict_proba(X) if name in ("binary", "multiclass", "multilabel") \
-        else est.predict(X)
+    Xs = np.where(X > 1.5, np.nan, X) if name == "table-options" else X
+    model = to_onnx(est, Xs[:3])
+    (out,) = run(model, Xs)
+    expected = est.predict_proba(Xs) if hasattr(est, "predict_proba") else est.predict(Xs)
     assert out.dtype == np.float32 and out.shape == expected.shape
     assert [o.name for o in model.graph.output] == [
         "probabilities" if hasattr(est, "classes_") else "predictions"]
@@ -49,7 +55,7 @@ def test_onnxruntime_matches_estimator(name):
     if name == "poisson-float32":
         assert np.all(out > 0)  # the exp link is in the graph
     # any batch size, including one row
-    assert np.allclose(run(model, X[:1])[0], out[:1], atol=1e-6)
+    assert np.allclose(run(model, Xs[:1])[0], out[:1], atol=1e-6)
 
 
 def test_saved_file_and_labels(tmp_path):

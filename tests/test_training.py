@@ -2,6 +2,7 @@
 regularisation, losses, L-BFGS, callbacks, divergence and optimizers."""
 
 import copy
+import pickle
 import math
 import warnings
 
@@ -759,3 +760,56 @@ def test_target_scaling_trains_in_standard_units_and_predicts_in_the_targets(los
     assert est.score(X, y) > plain.score(X, y)
     with pytest.raises(ValueError, match="target_scaling"):
         est.set_params(warm_start=True, target_scaling=False).fit(X, y)
+
+
+# ------------------------------------------------------------------ ensembles
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+def test_ensemble_averages_member_probabilities(kind):
+    X, y = _clf_data(n=90)
+    if kind == "binary":
+        y = y > 0
+    elif kind == "multilabel":
+        y = np.column_stack([y == 0, y == 1]).astype(int)
+    est = _fit_quiet(MLPTorchClassifier((8,), n_ensemble=4, max_iter=5, random_state=0), X, y)
+    module = est.module_
+    with torch.no_grad():
+        z = module(torch.from_numpy(X))  # (n, k, o): one output per member
+    assert z.shape[:2] == (90, 4)
+    member = torch.sigmoid(z) if kind != "multiclass" else torch.softmax(z, dim=-1)
+    mean = member.mean(dim=1).numpy()
+    proba = est.predict_proba(X)
+    if kind == "binary":
+        mean = np.column_stack([1 - mean[:, 0], mean[:, 0]])
+    np.testing.assert_allclose(proba, mean, rtol=1e-10, atol=1e-12)
+    if kind != "multilabel":
+        np.testing.assert_allclose(np.exp(est.predict_log_proba(X)), proba, rtol=1e-10)
+        assert_labels = est.classes_[proba.argmax(1)]
+        np.testing.assert_array_equal(est.predict(X), assert_labels)
+
+
+def test_ensemble_loss_is_the_members_mean_and_regressor_averages_means():
+    X, y = _reg_data(n=60)
+    y = np.abs(y)
+    est = _fit_quiet(MLPTorchRegressor((8,), n_ensemble=3, loss="poisson", max_iter=3,
+                                       random_state=0), X, y)
+    with torch.no_grad():
+        z = est.module_(torch.from_numpy(X))
+    np.testing.assert_allclose(est.predict(X), torch.exp(z).mean(dim=1)[:, 0].numpy(),
+                               rtol=1e-10)
+    from skmlp._heads import HEADS
+
+    loss = HEADS["poisson"].loss
+    target = torch.from_numpy(y.reshape(-1, 1))
+    members = [loss.value(z[:, j], target).mean() for j in range(3)]
+    assert float(loss(z, target).mean()) == pytest.approx(float(sum(members) / 3))
+
+
+def test_ensemble_pickles_and_continues():
+    X, y = _clf_data(n=60)
+    est = MLPTorchClassifier((8,), n_ensemble=2, random_state=0)
+    est.partial_fit(X, y, classes=[0, 1, 2])
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    est.partial_fit(X, y)
+    back.partial_fit(X, y)
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
