@@ -7,6 +7,7 @@ from ._classifier import MLPTorchClassifier
 from ._display import LossCurveDisplay
 from ._onnx import to_onnx
 from ._regressor import MLPTorchRegressor
+from ._tabular import TabularMLPClassifier, TabularMLPRegressor
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,8 @@ __all__ = [
     "LossCurveDisplay",
     "MLPTorchClassifier",
     "MLPTorchRegressor",
+    "TabularMLPClassifier",
+    "TabularMLPRegressor",
     "to_onnx",
     "__version__",
 ]

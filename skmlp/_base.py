@@ -34,6 +34,10 @@ from ._threads import threads_for, torch_threads
 from ._training import TrainConfig, TrainState, fit_loop, restore
 
 
+# early_stopping="auto" holds out a validation split from this many training rows on.
+AUTO_EARLY_STOPPING_ROWS = 1000
+
+
 def _check_weights(weights, name, hint):
     """Per-sample weights must be finite, non-negative and not all zero."""
     if np.any(weights < 0):
@@ -126,7 +130,10 @@ class BaseMLPTorch(BaseEstimator):
             self.module_.to(device)
         dtype = self._spec.torch_dtype
         generator = torch.Generator().set_state(self._rng_state)
-        split = self.early_stopping and not incremental and self.optimizer != "lbfgs"
+        early = self.early_stopping is True or self.early_stopping is np.True_ or (
+            self.early_stopping == "auto" and X.shape[0] >= AUTO_EARLY_STOPPING_ROWS)
+        split = early and not incremental and self.optimizer != "lbfgs"
+        self._validating = split
         train, val = self._split(X, Y, weights, generator, split, val_weights, codes)
         data = self._tensors(*train, dtype, device)
         val_data = self._tensors(*val, dtype, device) if split else None
@@ -261,7 +268,7 @@ class BaseMLPTorch(BaseEstimator):
             nesterov=bool(self.nesterov), weight_decay=float(self.weight_decay),
             batch_size=batch, max_iter=self.max_iter, lr_schedule=self.lr_schedule,
             n_iter_no_change=self.n_iter_no_change, tol=float(self.tol),
-            shuffle=bool(self.shuffle), early_stopping=bool(self.early_stopping),
+            shuffle=bool(self.shuffle), early_stopping=self._validating,
             verbose=int(self.verbose), predict_rows=batch_rows(self._spec.widths()),
         )
 
@@ -321,14 +328,14 @@ class BaseMLPTorch(BaseEstimator):
 
     def _finish(self, reason, incremental):
         state = self._state
-        if self.early_stopping and not incremental and state.best_weights is not None:
+        if self._validating and state.best_weights is not None:
             restore(self.module_, state.best_weights)
         state.best_weights = None
         self.n_iter_ = state.n_iter
         self.t_ = state.t
         self.loss_curve_ = list(state.loss_curve)
         self.best_loss_ = state.best_loss if state.loss_curve else None
-        if self.early_stopping and state.validation_scores:
+        if self._validating and state.validation_scores:
             self.validation_scores_ = list(state.validation_scores)
             self.best_validation_score_ = max(state.validation_scores)
         else:

@@ -152,10 +152,14 @@ PARAMETERS = (
     Param("dropout", 0.0, _real(0, 1, high_open=True), "float",
           "Dropout probability after every hidden activation."),
     Param("batch_norm", False, _bool(), "bool", "BatchNorm1d before every hidden activation."),
-    Param("early_stopping", False, _bool(), "bool",
+    Param("early_stopping", False,
+          (lambda v: _bool()[0](v) or (isinstance(v, str) and v == "auto"),
+           "True, False or 'auto'"), 'bool or "auto"',
           "Hold out ``validation_fraction`` of the data (stratified for single-label "
           "classifiers), stop when the validation score (accuracy or R², as ``score``) "
-          "stops improving and keep the best weights."),
+          'stops improving and keep the best weights. ``"auto"``: only when the data have '
+          "at least 1000 rows (as ``HistGradientBoostingClassifier``'s ``\"auto\"``, which "
+          "uses 10000)."),
     Param("validation_fraction", 0.1, _real(0, 1, low_open=True, high_open=True), "float",
           "Share of the training data held out for early stopping."),
     Param("n_iter_no_change", 10, _int(1), "int",
