@@ -73,12 +73,18 @@ are wrapped in ``TransformedTargetRegressor(transformer=StandardScaler())``; Rea
 standardises its target itself (``normalize_output``). The boosters get the raw target.
 
 Fits run one at a time, interleaved: for each seed, for each table, every contender in turn,
-so a slow phase of a shared machine does not land on one contender only. Torch keeps its
-default thread count. Results are written to ``--json`` after every fit, so an interrupted
-run leaves what it measured (``--summary-from`` prints its tables).
+so a slow phase of a shared machine does not land on one contender only. Torch, BLAS and
+OpenMP keep their default thread counts unless ``--threads N`` is given; then torch, BLAS and
+OpenMP (threadpoolctl) and LightGBM's ``n_jobs`` all get N. On a small machine that other jobs
+share, ``--threads 1`` bounds the damage: with 2 threads on 2 cores busy with other jobs,
+every small per-batch kernel waits for its second thread (RealMLP-TD on 800 rows of credit
+took 28-227 s with torch's 2 threads, 6-41 s with 1, depending on the other load). Results are written to ``--json`` after every fit, so an interrupted
+run leaves what it measured (``--summary-from`` prints its tables, ``--resume`` runs only
+the fits it lacks).
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -253,7 +259,7 @@ def make_lightgbm(task, X, seed):
     import lightgbm
 
     cls = lightgbm.LGBMClassifier if task == "clf" else lightgbm.LGBMRegressor
-    return cls(random_state=seed, verbose=-1)
+    return cls(random_state=seed, verbose=-1, n_jobs=THREADS)
 
 
 def make_hgb(task, X, seed):
@@ -262,6 +268,8 @@ def make_hgb(task, X, seed):
     cls = HistGradientBoostingClassifier if task == "clf" else HistGradientBoostingRegressor
     return cls(categorical_features="from_dtype", random_state=seed)
 
+
+THREADS = None  # --threads: one count for torch, BLAS, OpenMP and LightGBM (None: defaults)
 
 CONTENDERS = {
     "sklearn_mlp": make_sklearn_mlp,
@@ -353,19 +361,48 @@ def run(args):
                    "metric": {"clf": "1 - accuracy", "reg": "1 - R^2"},
                    "started": time.strftime("%Y-%m-%d %H:%M:%S")},
                "tables": {}, "results": []}
+    done = set()
+    if args.resume:
+        with open(args.resume) as f:
+            old = json.load(f)
+        if (old["meta"]["max_train"], old["meta"]["max_test"]) != (args.max_train, args.max_test):
+            sys.exit("--resume: the JSON was run with other --max-train/--max-test")
+        keep = [r for r in old["results"] if "failed" not in r]
+        payload["results"] = keep
+        done = {(r["table"], r["seed"], r["contender"]) for r in keep}
+        payload["meta"]["resumed_from"] = {"path": args.resume, "results": len(keep),
+                                           "started": old["meta"].get("started")}
+        print(f"resuming: {len(keep)} fits from {args.resume} are kept", flush=True)
     data = {}
     for name in tables:
         task, load = TABLES[name]
         X, y = load()
         data[name] = (task, X, y)
         payload["tables"][name] = describe(name, X, y, task)
+    limits = contextlib.nullcontext()
+    if args.threads:
+        global THREADS
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        THREADS = args.threads
+        torch.set_num_threads(args.threads)
+        limits = threadpool_limits(limits=args.threads)
+    payload["meta"]["threads"] = args.threads
+    payload["meta"]["machine"]["torch_threads"] = _torch_threads()
+    with limits:
+        _loop(args, payload, data, tables, seeds, active, seeds_for, done)
+    return payload
+
+
+def _loop(args, payload, data, tables, seeds, active, seeds_for, done):
     t_start = time.perf_counter()
     for seed in seeds:
         for name in tables:
             task, X, y = data[name]
             X_tr, X_te, y_tr, y_te = split(X, y, task, seed, args.max_train, args.max_test)
             for cont in active:
-                if seed >= seeds_for.get(cont, len(seeds)):
+                if seed >= seeds_for.get(cont, len(seeds)) or (name, seed, cont) in done:
                     continue
                 rec = {"table": name, "task": task, "seed": seed, "contender": cont,
                        "n_train": len(X_tr), "n_test": len(X_te)}
@@ -386,7 +423,6 @@ def run(args):
     payload["meta"]["total_s"] = time.perf_counter() - t_start
     payload["summary"] = summarize(payload)
     write_json(args.json, payload)
-    return payload
 
 
 def _torch_threads():
@@ -456,7 +492,8 @@ def report(payload):
     meta = payload["meta"]
     print()
     print(f"Error (clf: 1 - accuracy, reg: 1 - R^2; mean over seeds) and fit seconds; "
-          f"seeds {meta['seeds']}, train <= {meta['max_train']}, test <= {meta['max_test']}"
+          f"seeds {meta['seeds']}, train <= {meta['max_train']}, test <= {meta['max_test']}, "
+          f"threads {meta.get('threads') or 'default'}"
           + (f"; fewer seeds for {meta['seeds_for']}" if meta.get("seeds_for") else ""))
     print()
     head = "| table | task | n_train |" + "".join(f" {c} |" for c in conts)
@@ -512,6 +549,8 @@ def main(argv=None):
                         help="run slow contenders on the first K seeds only, e.g. realmlp_td=1")
     parser.add_argument("--tables", type=listing, default=None, help=",".join(TABLES))
     parser.add_argument("--contenders", type=listing, default=None, help=",".join(CONTENDERS))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for torch, BLAS, OpenMP and LightGBM (default: theirs)")
     parser.add_argument("--max-train", type=int, default=10000)
     parser.add_argument("--max-test", type=int, default=5000)
     parser.add_argument("--quick", action="store_true",
@@ -522,6 +561,8 @@ def main(argv=None):
     parser.add_argument("--plot", default=None, help="save relative error vs fit time as PNG")
     parser.add_argument("--summary-from", default=None,
                         help="print the tables of an existing JSON instead of running")
+    parser.add_argument("--resume", default=None,
+                        help="keep the successful fits of this JSON and run only the missing ones")
     parser.add_argument("--verbose", action="store_true", help="tracebacks of failed fits")
     args = parser.parse_args(argv)
 
