@@ -75,10 +75,12 @@ standardises its target itself (``normalize_output``). The boosters get the raw 
 Fits run one at a time, interleaved: for each seed, for each table, every contender in turn,
 so a slow phase of a shared machine does not land on one contender only. Torch, BLAS and
 OpenMP keep their default thread counts unless ``--threads N`` is given; then torch, BLAS and
-OpenMP (threadpoolctl) and LightGBM's ``n_jobs`` all get N. On a small machine that other jobs
+OpenMP (threadpoolctl), LightGBM's ``n_jobs`` and pytabkit's ``n_threads`` all get N (pytabkit
+otherwise sets torch to the number of physical cores during its fit, whatever torch had). On a small machine that other jobs
 share, ``--threads 1`` bounds the damage: with 2 threads on 2 cores busy with other jobs,
-every small per-batch kernel waits for its second thread (RealMLP-TD on 800 rows of credit
-took 28-227 s with torch's 2 threads, 6-41 s with 1, depending on the other load). Results are written to ``--json`` after every fit, so an interrupted
+torch's OpenMP worker spins between the many small per-batch kernels and takes as much CPU
+as the main thread, and each kernel waits for it (RealMLP-TD on hmda took 12 s in a quiet
+moment and 167 s under load with 2 threads). Results are written to ``--json`` after every fit, so an interrupted
 run leaves what it measured (``--summary-from`` prints its tables, ``--resume`` runs only
 the fits it lacks).
 """
@@ -250,8 +252,10 @@ def make_realmlp_td(task, X, seed):
     fill = ColumnTransformer(
         [("num", SimpleImputer(strategy="median", add_indicator=True), num)],
         remainder="passthrough", verbose_feature_names_out=False).set_output(transform="pandas")
+    # pytabkit sets torch's thread count itself (to the physical cores) unless told.
+    threads = {"n_threads": THREADS} if THREADS else {}
     est = (RealMLP_TD_Classifier if task == "clf" else RealMLP_TD_Regressor)(
-        random_state=seed, device="cpu", verbosity=0)
+        random_state=seed, device="cpu", verbosity=0, **threads)
     return make_pipeline(fill, est)
 
 
