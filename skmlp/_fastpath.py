@@ -103,41 +103,103 @@ def _write_linear_grads(weight, bias, g, h_in):
         torch.sum(g, dim=0, out=bias.grad)
 
 
+class _Adapter:
+    """The ensemble's input scaling by hand: ``x (n, d) -> (n * k, d)``."""
+
+    def __init__(self, layer):
+        self.weight = layer.weight
+        self.r = layer.weight.detach()
+        self.params = [layer.weight]
+
+    def forward(self, x):
+        return (x[:, None, :] * self.r).flatten(0, 1), x
+
+    def backward(self, g, x, need_input_grad):
+        gv = g.view(x.shape[0], -1, x.shape[1])
+        self.weight.grad = torch.einsum("nd,nkd->kd", x, gv)
+        return (gv * self.r).sum(dim=1) if need_input_grad else None
+
+
+class _Output:
+    """The plain output layer: ``h (n, d) -> (n, o)``."""
+
+    def __init__(self, layer):
+        self.weight, self.bias = layer.weight, layer.bias
+        self.W, self.b = layer.weight.detach(), layer.bias.detach()
+
+    def forward(self, h):
+        return F.linear(h, self.W, self.b), h
+
+    def backward(self, g, h, need_input_grad):
+        _write_linear_grads(self.weight, self.bias, g, h)
+        return g @ self.W if need_input_grad else None
+
+
+class _EnsembleOutput:
+    """One output layer per member: ``h (n * k, d) -> (n, k, o)``."""
+
+    def __init__(self, layer):
+        self.weight, self.bias = layer.weight, layer.bias
+        self.W, self.b = layer.weight.detach(), layer.bias.detach()
+        self.k, self.d = layer.k, layer.in_features
+
+    def forward(self, h):
+        hv = h.view(-1, self.k, self.d)
+        return torch.einsum("nkd,kdo->nko", hv, self.W) + self.b, hv
+
+    def backward(self, g, hv, need_input_grad):
+        self.weight.grad = torch.einsum("nkd,nko->kdo", hv, g)
+        self.bias.grad = g.sum(dim=0)
+        if not need_input_grad:
+            return None
+        return torch.einsum("nko,kdo->nkd", g, self.W).flatten(0, 1)
+
+
 def plan(module, loss):
     """A ``step(xb, yb, wb) -> loss`` filling ``.grad``, or None (use autograd)."""
-    if not isinstance(loss, Loss) or not isinstance(module, MLP) or module.n_ensemble > 1:
-        return None  # ensembles train under autograd
+    if not isinstance(loss, Loss) or not isinstance(module, MLP):
+        return None
     if not all(p.requires_grad for p in module.parameters()):
         return None
-    blocks = [_FastBlock(b) if b.fast else _AutogradBlock(b) for b in module.blocks]
-    out_weight, out_bias = module.output.weight, module.output.bias
-    W_out, b_out = out_weight.detach(), out_bias.detach()
     table = None if module.input is None else _InputStage(module.input)
+    stages = [] if module.adapter is None else [_Adapter(module.adapter)]
+    stages += [_FastBlock(b) if b.fast else _AutogradBlock(b) for b in module.blocks]
+    output = _Output(module.output) if module.n_ensemble == 1 else _EnsembleOutput(module.output)
+    # backward through stage i needs its input's gradient only when something
+    # before it learns: the table input's embeddings or an earlier stage
+    learns_before = []
+    learned = table is not None and bool(table.params)
+    for stage in stages + [output]:
+        learns_before.append(learned)
+        learned = True
+    k = module.n_ensemble
 
     def step(xb, yb, wb):
         # xb is the batch's inputs: (x_num,) or (x_num, x_cat)
-        h, saved = (xb[0], None) if table is None else table.forward(xb)
-        input_saved, saved = saved, []
-        for block in blocks:
-            h, s = block.forward(h)
+        h, input_saved = (xb[0], None) if table is None else table.forward(xb)
+        saved = []
+        for stage in stages:
+            h, s = stage.forward(h)
             saved.append(s)
-        out = F.linear(h, W_out, b_out)
-        per_sample, g = loss.value_and_grad(out, yb)
+        out, out_saved = output.forward(h)
+        if k == 1:
+            per_sample, g = loss.value_and_grad(out, yb)
+        else:  # the members' mean loss: every member sees every row
+            n = out.shape[0]
+            flat, g = loss.value_and_grad(out.flatten(0, 1), yb.repeat_interleave(k, dim=0))
+            per_sample = flat.view(n, k).mean(dim=1)
+            g = g.view(n, k, -1).div_(k)
         if wb is None:
             value = per_sample.mean()
-            g.div_(g.shape[0])
+            g.div_(per_sample.shape[0])
         else:
             scale = wb / wb.sum().clamp_min(torch.finfo(wb.dtype).tiny)
             value = (per_sample * scale).sum()
-            g.mul_(scale[:, None])
-        _write_linear_grads(out_weight, out_bias, g, h)
-        learned_input = table is not None and table.params
-        if blocks or learned_input:
-            g = g @ W_out
-        for index in range(len(blocks) - 1, -1, -1):
-            g = blocks[index].backward(g, saved[index],
-                                       need_input_grad=index > 0 or learned_input)
-        if learned_input:
+            g.mul_(scale.view(-1, *([1] * (g.ndim - 1))))
+        g = output.backward(g, out_saved, need_input_grad=learns_before[-1])
+        for index in range(len(stages) - 1, -1, -1):
+            g = stages[index].backward(g, saved[index], need_input_grad=learns_before[index])
+        if table is not None and table.params:
             table.backward(g, input_saved)
         return value
 

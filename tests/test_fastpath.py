@@ -249,3 +249,34 @@ def test_an_autograd_only_activation_trains_through_the_plan(monkeypatch):
         torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
     from skmlp._fastpath import output_bound
     assert output_bound(module.eval(), 1.0) is None  # no bound declared: the data pass runs
+
+
+@pytest.mark.parametrize("head, k_out", [("multiclass", 4), ("binary", 1), ("poisson", 2)])
+@pytest.mark.parametrize("table", [False, True], ids=["plain", "table-input"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("hidden", [(6, 5), ()], ids=["hidden", "linear"])
+def test_ensemble_gradients_match_autograd(head, k_out, table, weighted, hidden):
+    from skmlp._spec import NetworkSpec
+
+    extra = dict(cardinalities=(15,), scaling="standard", shift=(0.0,) * 3, scale=(1.0,) * 3,
+                 numeric_embedding="periodic") if table else {}
+    spec = NetworkSpec(3, hidden, k_out, head, dtype="float64", n_ensemble=3, **extra)
+    gen = torch.Generator().manual_seed(0)
+    module = spec.build(gen)
+    xb = (torch.randn(10, 3, generator=gen, dtype=torch.float64),)
+    if table:
+        xb += (torch.randint(0, 15, (10, 1), generator=gen),)
+    kind = {"multiclass": "class", "binary": "binary", "poisson": "count"}[head]
+    y = _target(kind, 10, k_out, gen)
+    w = torch.rand(10, generator=gen, dtype=torch.float64) if weighted else None
+    loss = spec.head.loss
+    per_sample = loss(module(*xb), y)  # the members' mean, per row
+    expected = per_sample.mean() if w is None else (per_sample * w).sum() / w.sum()
+    expected.backward()
+    reference = [p.grad.clone() for p in module.parameters()]
+    for p in module.parameters():
+        p.grad = None
+    value = plan(module, loss)(xb, y, w)
+    torch.testing.assert_close(value, expected.detach(), rtol=1e-12, atol=1e-12)
+    for (name, p), ref in zip(module.named_parameters(), reference):
+        torch.testing.assert_close(p.grad, ref, rtol=1e-9, atol=1e-12, msg=name)

@@ -8,6 +8,7 @@ import skmlp
 
 def test_public_names():
     assert set(skmlp.__all__) == {"LossCurveDisplay", "MLPTorchClassifier", "MLPTorchRegressor",
+                                  "TabularMLPClassifier", "TabularMLPRegressor",
                                   "to_onnx", "__version__"}
 
 
