@@ -27,16 +27,15 @@ warnings.simplefilter("ignore")
 
 # (name, parameters added by this step); each step keeps those before it.
 STEPS = [
-    ("raw frame", dict(missing="indicator", scaling="standard")),
-    ("robust scaling", dict(scaling="robust")),
-    ("width 256x256, AdamW, cosine, 60 epochs", dict(
-        hidden_dims=(256, 256), optimizer="adamw", lr=2e-3, weight_decay=1e-2,
-        batch_size=256, max_iter=60, lr_schedule="cosine")),
+    ("raw frame, robust scaling", dict(missing="indicator", scaling="robust")),
     ("best epoch on 20% held out", dict(early_stopping="auto", validation_fraction=0.2,
-                                        n_iter_no_change=60)),
+                                        n_iter_no_change=20)),
     ("periodic numeric embeddings", dict(numeric_embedding="periodic")),
     ("label smoothing 0.1 / target scaling", dict(label_smoothing=0.1, target_scaling=True)),
     ("ensemble of 4", dict(n_ensemble=4)),
+    ("width 256x256, AdamW, cosine, 100 epochs", dict(
+        hidden_dims=(256, 256), optimizer="adamw", weight_decay=1e-2, batch_size=256,
+        max_iter=100, lr_schedule="cosine")),
 ]
 
 

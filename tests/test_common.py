@@ -2,9 +2,11 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skmlp import MLPTorchClassifier, MLPTorchRegressor
+from skmlp import (MLPTorchClassifier, MLPTorchRegressor, TabularMLPClassifier,
+                   TabularMLPRegressor)
 
 
-@parametrize_with_checks([MLPTorchClassifier(), MLPTorchRegressor()])
+@parametrize_with_checks([MLPTorchClassifier(), MLPTorchRegressor(), TabularMLPClassifier(),
+                          TabularMLPRegressor()])
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
