@@ -38,6 +38,18 @@ STEPS = [
         max_iter=100, lr_schedule="cosine")),
 ]
 
+# Whole configurations compared side by side (--variants): the ablation's best prefix
+# ("best epoch") with the later steps added one at a time and together.
+_BEST_EPOCH = dict(missing="indicator", scaling="robust", early_stopping="auto",
+                   validation_fraction=0.2, n_iter_no_change=20)
+VARIANTS = [
+    ("best epoch + ensemble of 4", dict(_BEST_EPOCH, n_ensemble=4)),
+    ("best epoch + ensemble of 4 + label smoothing / target scaling",
+     dict(_BEST_EPOCH, n_ensemble=4, label_smoothing=0.1, target_scaling=True)),
+    ("best epoch + ensemble of 4 + periodic", dict(_BEST_EPOCH, n_ensemble=4,
+                                                   numeric_embedding="periodic")),
+]
+
 
 def model(task, params, seed):
     from skmlp import MLPTorchClassifier, MLPTorchRegressor
@@ -61,6 +73,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-train", type=int, default=5000)
     parser.add_argument("--steps", default=None, help="comma-separated step numbers to run")
+    parser.add_argument("--variants", action="store_true",
+                        help="compare the whole configurations of VARIANTS instead of STEPS")
     parser.add_argument("--json", default="benchmarks/results/tabular_ablation.json")
     args = parser.parse_args(argv)
     import torch
@@ -72,6 +86,8 @@ def main(argv=None):
     for name, params in STEPS:
         cumulative = {**cumulative, **params}
         configs.append((name, dict(cumulative)))
+    if args.variants:
+        configs = [(name, dict(params)) for name, params in VARIANTS]
     chosen = (range(len(configs)) if args.steps is None
               else [int(s) for s in args.steps.split(",")])
     rows = []
