@@ -3,8 +3,10 @@
     python benchmarks/check_estimator_time.py [--repeat N]
 
 sklearn's MLPs are timed at ``max_iter=100`` (the setting sklearn's own test
-suite uses for them); skmlp at its defaults (``max_iter=200``), as the contract
-requires. Prints a markdown table with the medians and ratios.
+suite uses for them) against ``MLPTorch*``, and at their defaults against the
+``TabularMLP*`` estimators; skmlp always at its defaults, as the contract
+requires. Rounds are interleaved. Prints a markdown table with the medians and
+ratios.
 """
 
 import argparse
@@ -16,18 +18,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.utils.estimator_checks import check_estimator
 
-from skmlp import MLPTorchClassifier, MLPTorchRegressor
+from skmlp import (MLPTorchClassifier, MLPTorchRegressor, TabularMLPClassifier,
+                   TabularMLPRegressor)
 
 
-def timed(estimator, repeat):
-    times = []
-    for _ in range(repeat):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tic = time.perf_counter()
-            check_estimator(estimator)
-            times.append(time.perf_counter() - tic)
-    return statistics.median(times)
+def timed_once(estimator):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tic = time.perf_counter()
+        check_estimator(estimator)
+        return time.perf_counter() - tic
 
 
 def main():
@@ -40,11 +40,18 @@ def main():
     pairs = [
         ("classifier", MLPTorchClassifier(), MLPClassifier(max_iter=100)),
         ("regressor", MLPTorchRegressor(), MLPRegressor(max_iter=100)),
+        ("tabular classifier", TabularMLPClassifier(), MLPClassifier()),
+        ("tabular regressor", TabularMLPRegressor(), MLPRegressor()),
     ]
+    times = {name: ([], []) for name, _, _ in pairs}
+    for _ in range(args.repeat):
+        for name, ours, theirs in pairs:
+            times[name][0].append(timed_once(ours))
+            times[name][1].append(timed_once(theirs))
     print("| estimator | skmlp (s) | sklearn (s) | ratio |")
     print("|---|---|---|---|")
-    for name, ours, theirs in pairs:
-        t_ours, t_theirs = timed(ours, args.repeat), timed(theirs, args.repeat)
+    for name, (ours, theirs) in times.items():
+        t_ours, t_theirs = statistics.median(ours), statistics.median(theirs)
         print(f"| {name} | {t_ours:.2f} | {t_theirs:.2f} | {t_ours / t_theirs:.2f}x |")
 
 

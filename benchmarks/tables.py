@@ -68,9 +68,10 @@ Contenders (all at their defaults, seeded)
 - ``lightgbm``: ``LGBMClassifier``/``LGBMRegressor`` on the frame (category dtype = categorical).
 - ``hgb``: ``HistGradientBoostingClassifier``/``Regressor(categorical_features="from_dtype")``.
 
-Regression targets are standardised for the MLPs: sklearn_mlp, skmlp_mlp and skmlp_tabular
-are wrapped in ``TransformedTargetRegressor(transformer=StandardScaler())``; RealMLP-TD
-standardises its target itself (``normalize_output``). The boosters get the raw target.
+Regression targets are standardised for the MLPs: sklearn_mlp and skmlp_mlp are wrapped in
+``TransformedTargetRegressor(transformer=StandardScaler())``; TabularMLPRegressor
+(``target_scaling=True``) and RealMLP-TD (``normalize_output``) standardise their target
+themselves. The boosters get the raw target.
 
 Fits run one at a time, interleaved: for each seed, for each table, every contender in turn,
 so a slow phase of a shared machine does not land on one contender only. Torch, BLAS and
@@ -247,8 +248,9 @@ def _tabular_classes():
 
 
 def make_skmlp_tabular(task, X, seed):
+    # On the raw frame; the regressor standardises its target itself (target_scaling=True).
     clf, reg = _tabular_classes()
-    return _std_target((clf if task == "clf" else reg)(random_state=seed), task)
+    return (clf if task == "clf" else reg)(random_state=seed)
 
 
 def make_realmlp_td(task, X, seed):

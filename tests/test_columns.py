@@ -325,3 +325,30 @@ def test_table_input_gradients_equal_autograd():
         torch.testing.assert_close(p.grad, ref, rtol=1e-9, atol=1e-12, msg=name)
     # the unknown code's embedding row stays zero and gets no gradient
     assert torch.equal(module.input.embeddings["1"].weight[14], torch.zeros(8, dtype=torch.float64))
+
+
+# --------------------------------------------------- the tabular estimators
+def test_tabular_estimators_take_a_raw_frame_and_leave_global_state_alone():
+    import torch
+
+    from skmlp import LossCurveDisplay, TabularMLPClassifier, TabularMLPRegressor
+
+    df = table(200)
+    df.loc[::9, "x"] = np.nan
+    df.loc[::11, "city"] = None
+    np.random.seed(0)
+    torch.manual_seed(0)
+    np_state, torch_state, threads = np.random.get_state(), torch.get_rng_state(), \
+        torch.get_num_threads()
+    clf = TabularMLPClassifier(max_iter=5, random_state=0).fit(df, target(df))
+    reg = TabularMLPRegressor(max_iter=5, random_state=0).fit(df, df["z"].to_numpy() * 1e3)
+    assert np.all(np.isfinite(clf.predict_proba(df))) and np.all(np.isfinite(reg.predict(df)))
+    assert clf.module_.n_ensemble == 4 and clf.module_.input.periodic is not None
+    assert reg._target_affine is not None and clf.get_params()["label_smoothing"] == 0.1
+    assert np.array_equal(np.random.get_state()[1], np_state[1])
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert torch.get_num_threads() == threads
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    display = LossCurveDisplay.from_estimator(clf)
+    assert len(display.line_.get_xdata()) == clf.n_iter_
