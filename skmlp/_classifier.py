@@ -33,6 +33,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
+    is_categorical_ : ndarray of bool of shape (`n_features_in_`,)
+        Which columns were taken as categorical (``categorical_features``).
     n_outputs_ : int
         Number of output units (1 for binary targets).
     module_ : torch.nn.Module

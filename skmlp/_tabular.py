@@ -40,7 +40,7 @@ class TabularMLPClassifier(MLPTorchClassifier):
     ----------
     classes_ : ndarray of shape (n_classes,)
         Class labels.
-    is_categorical_ : ndarray of bool of shape (n_features_in_,)
+    is_categorical_ : ndarray of bool of shape (`n_features_in_`,)
         Which columns were taken as categorical.
     n_features_in_ : int
         Number of columns seen during fit.
@@ -97,7 +97,7 @@ class TabularMLPRegressor(MLPTorchRegressor):
 
     Attributes
     ----------
-    is_categorical_ : ndarray of bool of shape (n_features_in_,)
+    is_categorical_ : ndarray of bool of shape (`n_features_in_`,)
         Which columns were taken as categorical.
     n_features_in_ : int
         Number of columns seen during fit.
