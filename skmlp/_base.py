@@ -214,9 +214,10 @@ class BaseMLPTorch(BaseEstimator):
         stats = self._numeric_stats or {}
         table = {"numeric_embedding": self.numeric_embedding}
         if stats:
-            table.update(missing=self.missing, scaling=self.scaling,
-                         indicator_columns=tuple(int(j) for j in np.flatnonzero(stats["indicator"])),
-                         **{k: tuple(float(v) for v in stats[k]) for k in ("fill", "shift", "scale")})
+            indicators = tuple(int(j) for j in np.flatnonzero(stats["indicator"]))
+            values = {k: tuple(float(v) for v in stats[k]) for k in ("fill", "shift", "scale")}
+            table.update(missing=self.missing, scaling=self.scaling, indicator_columns=indicators,
+                         **values)
         self._spec = NetworkSpec(
             cardinalities=self._layout.cardinalities,
             **table,

@@ -44,7 +44,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     t_ : int
         Number of training samples seen.
     loss_curve_ : list of float
-        Mean training loss of every epoch.
+        Mean training loss of every epoch (with ``n_ensemble > 1``, the
+        members' mean).
     best_loss_ : float
         Minimum of ``loss_curve_``.
     validation_scores_ : list of float or None

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SLOTS = 2  # codes after the categories: missing, unknown
+SPARSE_CATEGORICAL = ("categorical columns need dense input: pass a DataFrame or a dense "
+                      "array, or set categorical_features=None for sparse input.")
 
 
 def _library(X):
@@ -105,8 +107,7 @@ def _column(X, j):
     if _library(X) == "polars":
         return np.asarray(X.to_series(j).to_list(), dtype=object)
     if hasattr(X, "toarray"):
-        raise ValueError("categorical columns need dense input: pass a DataFrame or a dense "
-                         "array, or set categorical_features=None for sparse input.")
+        raise ValueError(SPARSE_CATEGORICAL)
     return np.asarray(X)[:, j].astype(object)
 
 
@@ -129,8 +130,7 @@ def numeric_part(X, mask):
     if not mask.any():
         return X
     if hasattr(X, "toarray"):
-        raise ValueError("categorical columns need dense input: pass a DataFrame or a dense "
-                         "array, or set categorical_features=None for sparse input.")
+        raise ValueError(SPARSE_CATEGORICAL)
     keep = np.flatnonzero(~mask)
     if _library(X) == "pandas" and hasattr(X, "iloc"):
         return X.iloc[:, keep]

@@ -13,6 +13,7 @@ from sklearn.utils import check_array, check_X_y
 from sklearn.utils.validation import validate_data
 
 from ._columns import numeric_part
+from ._training import tensor_abs_max
 
 PREDICT_BATCH_ELEMENTS = 1 << 21  # ~16 MB of float64 input per predict batch
 SPARSE_CHUNK_ELEMENTS = 1 << 20  # sparse rows are densified ~8 MB at a time in full passes
@@ -208,28 +209,18 @@ class TensorRows(_Rows):
         return (self.X[start:stop],)
 
     def abs_max(self):
-        if self.X.numel() == 0:
-            return 0.0
-        low, high = torch.aminmax(self.X)
-        return max(-float(low), float(high))
+        return tensor_abs_max(self.X)
 
 
 class ArrayRows(_Rows):
-    """A dense host array converted one batch at a time (predict)."""
+    """A dense host array converted one batch at a time (predict: slices only)."""
 
     def __init__(self, X, dtype, device):
         self.X, self.dtype, self.device = X, dtype, device
         self.shape = X.shape
 
-    def take(self, idx):
-        rows = idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx
-        return (to_tensor(self.X[rows], self.dtype, self.device),)
-
     def slice(self, start, stop):
         return (to_tensor(self.X[start:stop], self.dtype, self.device),)
-
-    def abs_max(self):
-        return float(np.abs(self.X).max()) if self.X.size else 0.0
 
 
 class SparseRows(_Rows):

@@ -308,9 +308,23 @@ def estimator(task, **defaults):
         cls.__init__.__module__ = cls.__module__
         if cls.__doc__ and "{parameters}" in cls.__doc__:
             cls.__doc__ = cls.__doc__.replace("{parameters}", parameters_doc(params))
+        if cls.__doc__ and "{attributes}" in cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("{attributes}", _inherited_attributes(cls))
         return cls
 
     return decorate
+
+
+def _inherited_attributes(cls):
+    """The "Attributes" section of the nearest base class that documents one
+    (a subclass that changes only defaults has the same fitted attributes)."""
+    for base in cls.__mro__[1:]:
+        doc = base.__doc__ or ""
+        start = doc.find("    Attributes\n    ----------\n")
+        if start >= 0:
+            end = doc.find("\n\n    See Also", start)
+            return doc[start + 4:end]
+    raise TypeError(f"{cls.__name__}: no base class documents its attributes")
 
 
 class InvalidParameterError(ValueError, TypeError):

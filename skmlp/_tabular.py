@@ -36,35 +36,7 @@ class TabularMLPClassifier(MLPTorchClassifier):
     ----------
     {parameters}
 
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels.
-    is_categorical_ : ndarray of bool of shape (`n_features_in_`,)
-        Which columns were taken as categorical.
-    n_features_in_ : int
-        Number of columns seen during fit.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Column names seen during fit, when X has string column names.
-    n_outputs_ : int
-        Number of output units (1 for binary targets).
-    module_ : torch.nn.Module
-        The fitted network.
-    n_iter_ : int
-        Number of epochs run.
-    t_ : int
-        Number of training samples seen.
-    loss_curve_ : list of float
-        Mean training loss of every epoch (the members' mean).
-    best_loss_ : float
-        Minimum of ``loss_curve_``.
-    validation_scores_ : list of float or None
-        Validation accuracy per epoch.
-    best_validation_score_ : float or None
-        Best validation accuracy.
-    history_ : list of dict
-        One dict per epoch with keys "epoch", "loss", "val_score", "lr" and
-        "seconds".
+    {attributes}
 
     See Also
     --------
@@ -95,34 +67,7 @@ class TabularMLPRegressor(MLPTorchRegressor):
     ----------
     {parameters}
 
-    Attributes
-    ----------
-    is_categorical_ : ndarray of bool of shape (`n_features_in_`,)
-        Which columns were taken as categorical.
-    n_features_in_ : int
-        Number of columns seen during fit.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Column names seen during fit, when X has string column names.
-    n_outputs_ : int
-        Number of targets.
-    module_ : torch.nn.Module
-        The fitted network.
-    n_iter_ : int
-        Number of epochs run.
-    t_ : int
-        Number of training samples seen.
-    loss_curve_ : list of float
-        Mean training loss of every epoch (the members' mean, in standardised
-        units).
-    best_loss_ : float
-        Minimum of ``loss_curve_``.
-    validation_scores_ : list of float or None
-        Validation R² per epoch.
-    best_validation_score_ : float or None
-        Best validation R².
-    history_ : list of dict
-        One dict per epoch with keys "epoch", "loss", "val_score", "lr" and
-        "seconds".
+    {attributes}
 
     See Also
     --------

@@ -294,7 +294,9 @@ def _keep_finite(module, check, candidates, reason):
     return "diverged"
 
 
-def _abs_max(T):
+
+
+def tensor_abs_max(T):
     """max |t| over a tensor (0.0 when empty)."""
     if T.numel() == 0:
         return 0.0
@@ -312,7 +314,7 @@ def provably_finite(module, loss_fn, data):
         return False
     dtype = params[0].dtype
     bound = output_bound(module, X.abs_max())
-    y_bound = _abs_max(Y) if Y.is_floating_point() else 0.0
+    y_bound = tensor_abs_max(Y) if Y.is_floating_point() else 0.0
     return (bound is not None and bound <= loss_fn.safe_output_bound(dtype)
             and y_bound <= safe_bound(dtype))
 
