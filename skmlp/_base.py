@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._columns import ColumnLayout, categorical_mask, numeric_statistics
+from ._columns import ColumnLayout, categorical_mask, declared_categories, numeric_statistics
 from ._data import (as_rows, batch_rows, check_table, check_X, compute_dtype, iter_batches,
                     n_columns, resolve_device, to_tensor)
 from ._fastpath import inference
@@ -180,8 +180,11 @@ class BaseMLPTorch(BaseEstimator):
         if not mask.any():  # X validated: its width is known now
             mask = np.zeros(X.shape[1], dtype=bool)
         layout = ColumnLayout(mask.copy())
+        names = getattr(self, "feature_names_in_", None)
+        declared = declared_categories(self.categories, None if names is None else list(names),
+                                       mask)
         if mask.any():
-            layout.fit_categories(raw, weights)
+            layout.fit_categories(raw, weights, declared)
         self._layout = layout
         self.is_categorical_ = mask.copy()
         self._numeric_stats = None

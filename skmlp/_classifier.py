@@ -142,6 +142,12 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for exactly one epoch on (X, y), continuing from the last call.
 
+        Each call adds one to ``n_iter_`` and one entry to ``loss_curve_``
+        (one per block when ``dask_ml.wrappers.Incremental`` calls it). The
+        first call fixes what is learned about the columns: the categories
+        (unless declared in ``categories``), medians, scaling statistics and
+        which columns get a missing-value indicator.
+
         Parameters
         ----------
         X : array-like or sparse matrix of shape (n_samples, n_features)

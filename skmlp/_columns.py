@@ -9,7 +9,7 @@ category), and turns a table into the network's two inputs:
 * ``x_num``: the numeric columns as floats, NaN kept where ``missing=
   "indicator"`` allows it (the network's input layer fills and flags them);
 * ``x_cat``: one integer code per categorical column: ``0 .. k-1`` for the
-  ``k`` categories seen in ``fit`` (sorted by value), ``k`` for a missing value
+  ``k`` categories seen in ``fit`` or declared in ``categories`` (sorted by value), ``k`` for a missing value
   (NaN, None, ``pd.NA``), ``k + 1`` for a category not seen in ``fit``.
 
 The fitted state (``ColumnLayout``) is plain data: lists, numpy arrays and
@@ -143,6 +143,92 @@ def _python_value(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+def _label(X, j):
+    names = column_names(X)
+    return repr(names[j]) if names is not None else f"at index {j}"
+
+
+def declared_categories(categories, names, mask):
+    """The ``categories`` parameter as {column index: sorted list of values}.
+
+    ``names``: the input's column names, or None. Keys are column names
+    (input with names) or indices; each must be a
+    categorical column under ``mask``; each value list holds distinct,
+    non-missing values (a missing value always has a code of its own).
+    """
+    if isinstance(categories, str):  # "auto": all learned from the data
+        return {}
+    n = len(mask)
+    declared = {}
+    for key, values in categories.items():
+        if isinstance(key, str):
+            if names is None:
+                raise ValueError(f"categories names column {key!r}, but X has no column "
+                                 "names: pass a DataFrame, or key the dict by column index.")
+            if key not in names:
+                raise ValueError(f"categories names column {key!r}, which X does not "
+                                 f"have. X's columns are {names}.")
+            j = names.index(key)
+        elif isinstance(key, numbers.Integral) and not isinstance(key, (bool, np.bool_)):
+            if not -n <= key < n:
+                raise ValueError(f"categories has column index {key} outside the {n} "
+                                 "columns of X.")
+            j = int(key) % n
+        else:
+            raise TypeError(f"categories keys are column names or indices; got {key!r}.")
+        if not mask[j]:
+            raise ValueError(f"categories names column {key!r}, which is not categorical: "
+                             "add it to categorical_features (or give it a category or "
+                             "string dtype).")
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"categories[{key!r}] must be a list of categories; got "
+                            f"{values!r}.")
+        values = np.asarray(list(values), dtype=object)
+        if values.size == 0:
+            raise ValueError(f"categories[{key!r}] is empty: declare at least one category "
+                             "or leave the column out to learn its categories.")
+        if _is_missing(values).any():
+            raise ValueError(f"categories[{key!r}] holds a missing value: missing values "
+                             "always have a code of their own; remove it from the list.")
+        values = [_python_value(v) for v in values]
+        if len(set(values)) != len(values):
+            raise ValueError(f"categories[{key!r}] lists a category twice: give each once.")
+        if j in declared:
+            raise ValueError(f"categories names column {key!r} twice (by name and index).")
+        declared[j] = _sorted(values)
+    return declared
+
+
+def _codes(X, j, cats):
+    """Column ``j``'s codes: its category's index in ``cats``, ``len(cats)``
+    when missing, ``len(cats) + 1`` when not in ``cats`` (a lookup per value)."""
+    values = _column(X, j)
+    lookup = {v: i for i, v in enumerate(cats)}
+    missing, unknown = len(cats), len(cats) + 1
+    return [missing if m else lookup.get(_python_value(v), unknown)
+            for v, m in zip(values, _is_missing(values))]
+
+
+def _pandas_codes(X, j, cats):
+    """``_codes`` for a pandas column, in pandas' hash tables: a category dtype
+    maps its own categories once and then its integer codes; other columns
+    look their values up in one ``get_indexer`` (missing as pandas' ``isna``,
+    which is what ``_column`` turns into None)."""
+    import pandas as pd
+
+    col = X.iloc[:, j]
+    missing, unknown = len(cats), len(cats) + 1
+    index = pd.Index(cats, dtype=object)
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        per_category = index.get_indexer(col.cat.categories.astype(object))
+        per_category = np.append(np.where(per_category < 0, unknown, per_category), missing)
+        return per_category[col.cat.codes.to_numpy()]  # code -1 (missing): the last entry
+    found = index.get_indexer(col.to_numpy(dtype=object))
+    found = np.where(found < 0, unknown, found)
+    found[col.isna().to_numpy()] = missing
+    return found
+
+
 @dataclass
 class ColumnLayout:
     """What was learned about the columns in ``fit`` (plain data)."""
@@ -155,8 +241,11 @@ class ColumnLayout:
         """Codes per categorical column: the categories, then missing and unknown."""
         return tuple(len(c) + SLOTS for c in self.categories)
 
-    def fit_categories(self, X, weights):
-        """Learn the categories of every categorical column (weight-0 rows excluded)."""
+    def fit_categories(self, X, weights, declared=None):
+        """Learn the categories of every categorical column (weight-0 rows
+        excluded), except those ``declared`` ({column index: categories}, from
+        ``declared_categories``) gives."""
+        declared = declared or {}
         used = None if weights is None else np.asarray(weights) > 0
         self.categories = []
         for j in np.flatnonzero(self.categorical):
@@ -164,7 +253,17 @@ class ColumnLayout:
             if used is not None:
                 values = values[used]
             present = values[~_is_missing(values)]
-            self.categories.append([_python_value(v) for v in _sorted(set(present.tolist()))])
+            seen = {_python_value(v) for v in present.tolist()}
+            if j in declared:
+                cats = declared[j]
+                if seen and seen.isdisjoint(cats):
+                    raise ValueError(
+                        f"None of the values of categorical column {_label(X, j)} is among "
+                        f"the categories declared for it (e.g. {_sorted(seen)[0]!r} is not in "
+                        f"{cats[:5]!r}): check their type (1 is not '1') and spelling.")
+            else:
+                cats = _sorted(seen)
+            self.categories.append(cats)
         return self
 
     def encode(self, X):
@@ -172,13 +271,9 @@ class ColumnLayout:
         index = np.flatnonzero(self.categorical)
         n = X.shape[0]
         codes = np.empty((n, len(index)), dtype=np.int64)
+        pandas = _library(X) == "pandas" and hasattr(X, "iloc")
         for slot, (j, cats) in enumerate(zip(index, self.categories)):
-            values = _column(X, j)
-            lookup = {v: i for i, v in enumerate(cats)}
-            missing, unknown = len(cats), len(cats) + 1
-            is_missing = _is_missing(values)
-            codes[:, slot] = [missing if m else lookup.get(_python_value(v), unknown)
-                              for v, m in zip(values, is_missing)]
+            codes[:, slot] = (_pandas_codes if pandas else _codes)(X, j, cats)
         return codes
 
     def to_dict(self):

@@ -96,6 +96,10 @@ def _categorical_features(value):
     return all(isinstance(v, (str, numbers.Integral, bool, np.bool_)) for v in value)
 
 
+def _categories(value):
+    return (isinstance(value, str) and value == "auto") or isinstance(value, dict)
+
+
 def _device(value):
     if not isinstance(value, str):
         return False
@@ -196,6 +200,16 @@ PARAMETERS = (
           "mask. Each is encoded inside the network: one-hot with at most 8 categories, "
           "else a learned 8-dimensional embedding; a missing value is a category of its "
           "own and a category unseen in ``fit`` maps to zeros."),
+    Param("categories", "auto", (_categories, "'auto' or a dict {column: list of categories}"),
+          '"auto" or dict',
+          'The categories of the categorical columns. ``"auto"``: learned from the data '
+          "of the first ``fit`` or ``partial_fit`` call (rows of positive weight). A dict "
+          "declares them up front for the columns it names (column names, or indices for "
+          "input without names; each must be categorical): ``{\"city\": [\"Oslo\", "
+          "\"Rome\"]}``. Declared lists set the encoding's size whatever the first block "
+          "holds, which is what streaming through ``partial_fit`` (e.g. with Dask) needs; "
+          "values outside them map to the unknown code in ``fit`` and ``predict`` alike. "
+          "Columns the dict does not name are learned from the data."),
     Param("missing", "error", _choice(MISSING), "{" + _names(MISSING) + "}",
           '``"error"``: NaN in a numeric column is an error. ``"indicator"``: NaN is '
           "replaced by the column's (weighted) training median and the network gets one "

@@ -124,6 +124,80 @@ def test_unknown_categories_predict_finite_without_error():
     assert codes[0, 1] == codes[2, 1] == len(LEVELS) + 1  # the "unknown" code
 
 
+def test_declared_categories_fix_the_encoding_whatever_the_first_block_holds():
+    df = table()
+    declared = {"city": LEVELS[::-1] + ["never-seen"], "color": ["red", "green", "blue"]}
+    first = df[df["city"].isin(["a", "b"]).to_numpy()]  # a block with 2 of the 12 cities
+    est = clf(categories=declared).partial_fit(first, target(first), classes=[0, 1])
+    assert est._layout.categories == [["blue", "green", "red"], sorted(declared["city"])]
+    learned = clf().partial_fit(first, target(first), classes=[0, 1])
+    assert learned._layout.categories[1] == ["a", "b"]
+    # A later block: cities beyond the first block get their own codes when declared,
+    # and the "unknown" code otherwise.
+    codes, unknown = est._layout.encode(df)[:, 1], len(declared["city"]) + 1
+    assert unknown not in codes
+    assert set(learned._layout.encode(df)[:, 1]) == {0, 1, 2 + 1}
+    est.partial_fit(df, target(df))
+    assert np.all(np.isfinite(est.predict_proba(df)))
+    # Indices work for input without names; undeclared columns are learned.
+    X = df[["x", "city"]].to_numpy(dtype=object)
+    by_index = clf(categorical_features=[1], categories={-1: declared["city"]}).fit(X, target(df))
+    assert by_index._layout.categories == [sorted(declared["city"])]
+
+
+def test_declared_categories_map_other_values_to_unknown_in_fit_too():
+    df = table()
+    est = clf(categories={"city": ["a", "b"]}).fit(df, target(df))
+    codes = est._layout.encode(df)[:, 1]
+    assert_array_equal(codes == 3, ~df["city"].isin(["a", "b"]).to_numpy())  # 3: unknown
+    assert pickle.loads(pickle.dumps(est))._layout.categories[1] == ["a", "b"]
+
+
+@pytest.mark.parametrize("categories, error, match", [
+    ({"x": [1.0]}, ValueError, "not categorical"),
+    ({"nope": ["a"]}, ValueError, "does not have"),
+    ({9: ["a"]}, ValueError, "outside"),
+    ({"city": []}, ValueError, "empty"),
+    ({"city": ["a", "a"]}, ValueError, "twice"),
+    ({"city": ["a", None]}, ValueError, "missing value"),
+    ({"city": [1, 2]}, ValueError, "type"),
+    ({"city": "abc"}, TypeError, "list of categories"),
+    ({2.5: ["a"]}, TypeError, "names or indices"),
+    ("learn", ValueError, "categories"),
+])
+def test_bad_declared_categories_are_refused_with_what_to_do(categories, error, match):
+    df = table()
+    fitted = clf().fit(df, target(df))
+    before = fitted.predict_proba(df)
+    with pytest.raises(error, match=match):
+        fitted.set_params(categories=categories).fit(df, target(df))
+    assert_array_equal(fitted.predict_proba(df), before)
+
+
+def test_declared_categories_by_name_need_column_names():
+    X = table()[["x", "city"]].to_numpy(dtype=object)
+    with pytest.raises(ValueError, match="no column names"):
+        clf(categorical_features=[1], categories={"city": ["a"]}).fit(X, np.arange(N) % 2)
+
+
+@pytest.mark.parametrize("column", [
+    pd.Series(["b", None, "a", np.nan, "zz", pd.NA, 1, 2.5, "a"] * 3, dtype=object),
+    pd.Series(["b", None, "a", "zz", "a", "c"] * 3, dtype="string"),
+    pd.Series(pd.Categorical(["b", None, "a", "zz", "a"] * 3, categories=["zz", "a", "b", "q"])),
+    pd.Series(pd.Categorical([3, 1, None, 7, 1] * 3)),
+])
+def test_pandas_encoding_equals_the_lookup_per_value(column):
+    from skmlp._columns import ColumnLayout, _codes
+
+    df = pd.DataFrame({"x": np.arange(len(column), dtype=float), "c": column})
+    layout = ColumnLayout(np.array([False, True]))
+    layout.fit_categories(df.iloc[:2], None)  # later rows hold unknown values
+    fast = layout.encode(df)[:, 0]
+    assert_array_equal(fast, _codes(df, 1, layout.categories[0]))
+    k = len(layout.categories[0])
+    assert set(fast[column.isna().to_numpy()]) == {k} and (fast == k + 1).any()
+
+
 @pytest.mark.parametrize("missing", [None, np.nan, pd.NA])
 def test_missing_categorical_values_are_a_category_of_their_own(missing):
     df = table().astype({"city": object})
