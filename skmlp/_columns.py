@@ -9,8 +9,9 @@ category), and turns a table into the network's two inputs:
 * ``x_num``: the numeric columns as floats, NaN kept where ``missing=
   "indicator"`` allows it (the network's input layer fills and flags them);
 * ``x_cat``: one integer code per categorical column: ``0 .. k-1`` for the
-  ``k`` categories seen in ``fit`` or declared in ``categories`` (sorted by value), ``k`` for a missing value
-  (NaN, None, ``pd.NA``), ``k + 1`` for a category not seen in ``fit``.
+  ``k`` categories seen in ``fit`` or declared in ``categories`` (sorted by
+  value), ``k`` for a missing value (NaN, None, ``pd.NA``), ``k + 1`` for any
+  other value ("unknown").
 
 The fitted state (``ColumnLayout``) is plain data: lists, numpy arrays and
 builtins, so it pickles, clones and stores with skops as it is.

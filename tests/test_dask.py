@@ -141,8 +141,8 @@ def test_predict_over_the_blocks_of_a_dask_array_equals_in_memory_predict(
     reg = MLPTorchRegressor((16,), max_iter=3, random_state=0).fit(X, y.astype(np.float32))
     dX = da.from_array(X_all, chunks=(BLOCK, D))
 
-    wrapped = Incremental(est)
-    wrapped.estimator_ = est  # a model fitted in memory, predicting over blocks
+    # A model fitted in memory, predicting over the blocks (dask-ml's ParallelPostFit).
+    wrapped = pytest.importorskip("dask_ml.wrappers").ParallelPostFit(est)
     assert_array_equal(wrapped.predict(dX).compute(), est.predict(X_all))
     assert_allclose(wrapped.predict_proba(dX).compute(), est.predict_proba(X_all), rtol=1e-6)
     # Plain map_blocks does the same without dask-ml.
