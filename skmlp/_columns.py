@@ -230,6 +230,17 @@ def _pandas_codes(X, j, cats):
     return found
 
 
+def categories_array(categories):
+    """One column's categories as ``categories_`` shows them (as
+    ``OneHotEncoder.categories_``): a numeric array when they are all numbers,
+    else an object array; sorted as the codes are."""
+    if categories and all(isinstance(v, numbers.Number) for v in categories):
+        return np.asarray(categories)
+    out = np.empty(len(categories), dtype=object)
+    out[:] = categories
+    return out
+
+
 @dataclass
 class ColumnLayout:
     """What was learned about the columns in ``fit`` (plain data)."""

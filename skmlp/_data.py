@@ -25,10 +25,27 @@ NUMERIC_HINT = (
     "'from_dtype', the default), or name the columns in categorical_features. Other "
     "columns must be numeric (and the regressor's target too)."
 )
-MISSING_HINT = ("skmlp needs finite numbers: for missing values in X's numeric columns set "
-                "missing='indicator' (median fill plus one 0/1 input per column) or impute "
-                "them; drop rows whose target is missing; replace or clip infinite values "
-                "(e.g. np.nan_to_num).")
+DATE_HINT = ("skmlp does not encode dates and durations itself: turn each into numbers "
+             "(e.g. df[col].dt.year, df[col].dt.dayofweek, or (df[col] - df[col].min()).dt.days) "
+             "or into a category (df[col].astype(str), or list it in categorical_features).")
+NAN_HINT = ("for missing values in X's numeric columns set missing='indicator' (median fill "
+            "plus one 0/1 input per column) or impute them.")
+INF_HINT = "replace or clip infinite values in X (e.g. np.nan_to_num)"
+Y_HINT = ("drop the rows whose target is missing or infinite, e.g. keep = np.isfinite(y); "
+          "X, y = X[keep], y[keep].")
+
+
+def _missing_hint(text, allow_nan):
+    """What to do about NaN / inf, for the input (X or y) and the settings at hand."""
+    if "Input y contains" in text or "y contains" in text.split(".")[0]:
+        return Y_HINT
+    if "infinity" in text:
+        if allow_nan:
+            return INF_HINT + ", or set them to NaN, which missing='indicator' fills."
+        return INF_HINT + "; for missing values (NaN) set missing='indicator'."
+    return NAN_HINT
+
+
 # (substrings of scikit-learn's message, what to do): the first match is appended.
 HINTS = (
     (("Complex data",), "skmlp needs real numbers in X and y: pass the real and imaginary parts "
@@ -36,22 +53,67 @@ HINTS = (
     (("could not convert", "Unable to convert", "dtype='numeric'",
       "must be a string or a real number", "must be a string or a number", "Cannot cast"),
      NUMERIC_HINT),
-    (("contains infinity", "contains NaN"), MISSING_HINT),
+    (("contains infinity", "contains NaN"), _missing_hint),
     (("dim <= 2 is required",), "X must be 2-d (n_samples, n_features) and y 1-d or 2-d: "
      "reshape, e.g. X.reshape(len(X), -1)."),
     (("features, but",), "Pass the same columns, in the same order, as during fit."),
 )
 
 
-def with_hint(exc):
+def with_hint(exc, allow_nan=False):
     """``exc`` (ValueError/TypeError) with a line saying what to do, if one fits."""
     text = str(exc)
     for keys, hint in HINTS:
         if any(key in text for key in keys):
             if keys[0] == "Complex data":
                 text = "Complex data not supported."  # scikit-learn's text prints the array
+            if callable(hint):
+                hint = hint(text, allow_nan)
             return type(exc)(f"{text}\n{hint}")
     return exc
+
+
+def check_frame(X):
+    """X itself, or a clear error for inputs that are no table yet (a polars
+    LazyFrame must be collected first)."""
+    if type(X).__name__ == "LazyFrame" and type(X).__module__.split(".")[0] == "polars":
+        raise TypeError("X is a polars LazyFrame, which holds a query, not data: call "
+                        "X.collect() and pass the DataFrame.")
+    return X
+
+
+def _is_date_dtype(dt):
+    text = str(dt).lower()
+    return any(k in text for k in ("datetime", "timedelta", "period", "date", "duration",
+                                   "time"))
+
+
+def _non_numeric_error(X, bad):
+    shown = ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else "")
+    dates = [b for b in bad if _is_date_dtype(b.rsplit("(", 1)[-1])]
+    hint = DATE_HINT if dates and len(dates) == len(bad) else (
+        NUMERIC_HINT + (" " + DATE_HINT if dates else ""))
+    return ValueError(f"X has {len(bad)} non-numeric column(s): {shown}. {hint}")
+
+
+def _text_in_numeric_columns(X):
+    """``'name' (e.g. 'value')`` for each pandas / polars column that numpy cannot
+    turn into floats (text in a column that is not categorical)."""
+    module = type(X).__module__.split(".")[0]
+    found = []
+    if module == "pandas" and hasattr(X, "columns"):
+        for name in X.columns:
+            col = X[name]
+            if col.dtype != object:
+                continue
+            for value in col.to_numpy(dtype=object):
+                try:
+                    float(value)
+                except (TypeError, ValueError):
+                    if value is not None:
+                        found.append(f"{name!r} (e.g. {value!r})")
+                        break
+    return found
 
 
 def non_numeric_columns(X):
@@ -91,22 +153,48 @@ def n_columns(X):
     return int(shape[1]) if len(shape) == 2 else 0
 
 
-def _hinted(call):
+def _hinted(call, X=None, allow_nan=False, fitted=False):
     try:
         return call()
     except (ValueError, TypeError) as exc:
-        hinted = with_hint(exc)
+        text = _text_in_numeric_columns(X) if X is not None else []
+        if text and any(k in str(exc) for k in ("could not convert", "Unable to convert")):
+            where = ("numeric in fit: pass numbers there, as in fit (to encode it as "
+                     "categories, refit with it in categorical_features or with a category "
+                     "or string dtype)" if fitted else
+                     "not categorical: give it a category or string dtype (or list it in "
+                     "categorical_features) to encode it as categories, or convert it with "
+                     "pd.to_numeric(..., errors='coerce')")
+            raise type(exc)(f"X's column(s) {', '.join(text)} hold text, but the column is "
+                            f"{where}.") from exc
+        hinted = with_hint(exc, allow_nan)
         if hinted is exc:
             raise
         raise hinted from exc
 
 
+def canonical_sparse(X):
+    """Sparse X with duplicate entries summed (on a copy; X is never modified):
+    statistics read the stored values, which must each be one cell."""
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
 def check_X(estimator, X, *, reset, y="no_validation", allow_nan=False, **kwargs):
-    """``validate_data`` with floats kept as they are and clearer errors."""
+    """``validate_data`` with floats kept as they are, duplicate sparse entries
+    summed, and clearer errors."""
     bad = non_numeric_columns(X)
     if bad:
-        shown = ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else "")
-        raise ValueError(f"X has {len(bad)} non-numeric column(s): {shown}. {NUMERIC_HINT}")
+        raise _non_numeric_error(X, bad)
+    out = _validated(estimator, X, reset=reset, y=y, allow_nan=allow_nan, **kwargs)
+    if isinstance(out, tuple):
+        return canonical_sparse(out[0]), out[1]
+    return canonical_sparse(out)
+
+
+def _validated(estimator, X, *, reset, y, allow_nan, **kwargs):
     return _hinted(lambda: validate_data(
         estimator,
         X,
@@ -116,7 +204,7 @@ def check_X(estimator, X, *, reset, y="no_validation", allow_nan=False, **kwargs
         dtype=np.float32 if _all_float32_polars(X) else (np.float64, np.float32),
         ensure_all_finite="allow-nan" if allow_nan else True,
         **kwargs,
-    ))
+    ), X, allow_nan, fitted=not reset)
 
 
 def check_table(estimator, X, mask, *, reset, y="no_validation", allow_nan=False, **kwargs):
@@ -125,12 +213,19 @@ def check_table(estimator, X, mask, *, reset, y="no_validation", allow_nan=False
     ``check_X`` would. Returns ``(X_num, y)`` (y None when not given)."""
     validate_data(estimator, X, reset=reset, skip_check_array=True)
     numeric = numeric_part(X, mask)
+    bad = non_numeric_columns(numeric)
+    if bad:
+        raise _non_numeric_error(numeric, bad)
     options = dict(dtype=np.float32 if _all_float32_polars(numeric) else (np.float64, np.float32),
                    ensure_all_finite="allow-nan" if allow_nan else True,
                    ensure_min_features=0)
+    if n_columns(numeric) == 0:  # every column is categorical
+        numeric = np.empty((X.shape[0], 0), dtype=np.float64)
     if isinstance(y, str) and y == "no_validation":
-        return _hinted(lambda: check_array(numeric, input_name="X", **options)), None
-    return _hinted(lambda: check_X_y(numeric, y, **options, **kwargs))
+        return _hinted(lambda: check_array(numeric, input_name="X", **options), numeric,
+                       allow_nan, fitted=not reset), None
+    return _hinted(lambda: check_X_y(numeric, y, **options, **kwargs), numeric, allow_nan,
+                   fitted=not reset)
 
 
 def compute_dtype(param, X):

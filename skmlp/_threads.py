@@ -35,6 +35,7 @@ from joblib.parallel import get_active_backend
 SINGLE_THREAD_MACS = 20_000_000
 
 _lock = threading.Lock()
+_local = threading.local()  # per thread: how many ``torch_threads`` blocks are open in it
 _active = 0  # calls currently inside ``torch_threads`` (any thread)
 _threaded = 0  # of those, how many run in joblib worker threads
 _outer = None  # torch's thread count before the first of them entered
@@ -85,6 +86,16 @@ class torch_threads:
 
     def __enter__(self):
         global _active, _threaded, _outer
+        # Nested in this thread (a predict inside a fit's callback): run with at
+        # most the enclosing block's count and give exactly that back on exit.
+        self.nested = getattr(_local, "depth", 0) > 0
+        _local.depth = getattr(_local, "depth", 0) + 1
+        if self.nested:
+            self.before = torch.get_num_threads()
+            self.changed = self.n_threads is not None and self.n_threads < self.before
+            if self.changed:
+                torch.set_num_threads(self.n_threads)
+            return self
         worker = in_joblib_worker()
         self.threaded = worker and threading.current_thread() is not threading.main_thread()
         with _lock:
@@ -107,6 +118,11 @@ class torch_threads:
 
     def __exit__(self, *exc):
         global _active, _threaded, _outer
+        _local.depth -= 1
+        if self.nested:
+            if self.changed:
+                torch.set_num_threads(self.before)
+            return False
         with _lock:
             _active -= 1
             _threaded -= self.threaded

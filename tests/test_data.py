@@ -118,7 +118,7 @@ def test_float32_polars_and_pandas_keep_float32():
 @pytest.mark.parametrize(
     "column, dtype_text",
     [
-        (pd.Series(list("ab") * 30, dtype=object), "could not convert"),
+        (pd.Series(list("ab") * 30, dtype=object), "'s' (e.g. 'a') hold text"),
         (pd.Series(list("ab") * 30, dtype="category"), "'s' (category)"),
         (pd.Series(list("ab") * 30, dtype="string"), "'s' (string)"),
         (pd.Series([1, 2] * 30, dtype="category"), "'s' (category)"),
