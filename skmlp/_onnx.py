@@ -365,7 +365,9 @@ def _export_columns(estimator, X_sample, opset_version, missing_string):
         raise RuntimeError("the exported network already imports another ai.onnx.ml opset")
     if "ai.onnx.ml" not in imports:
         net.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
-    onnx.helper.set_model_props(net, {METADATA_KEY: json.dumps(columns),
+    named = getattr(estimator, "feature_names_in_", None) is not None
+    onnx.helper.set_model_props(net, {METADATA_KEY: json.dumps({"named": named,
+                                                                "columns": columns}),
                                       "skmlp.missing_string": missing_string})
     return net
 
@@ -423,7 +425,8 @@ def onnx_inputs(model, X):
 
     Reads the graph's inputs (their names and types) and, for a graph with
     one input per column, the metadata ``to_onnx`` stored. Columns are taken
-    by name from a pandas or polars DataFrame, by position otherwise. Missing
+    by name from a pandas or polars DataFrame (when the model was fitted with
+    column names), by position otherwise. Missing
     values (None, NaN, ``pd.NA``, polars nulls) become what the graph reads
     as missing: NaN in float inputs, ``missing_string`` in string inputs,
     ``-2**63`` in int64 inputs. In a string input any other value is
@@ -446,10 +449,11 @@ def onnx_inputs(model, X):
     specs, meta = _graph_inputs(model)
     if [name for name, _ in specs] == ["X"] and METADATA_KEY not in meta:
         return {"X": np.asarray(X, dtype=np.float32)}
-    columns = json.loads(meta[METADATA_KEY])
+    stored = json.loads(meta[METADATA_KEY])
+    columns = stored["columns"]
     missing_string = meta.get("skmlp.missing_string", "")
     n = X.shape[1] if hasattr(X, "shape") else np.shape(X)[1]
-    given = column_names(X)
+    given = column_names(X) if stored["named"] else None  # else by position
     feed = {}
     for (name, _), column in zip(specs, columns):
         if given is not None:

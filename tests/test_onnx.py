@@ -197,6 +197,10 @@ def test_array_input_names_and_float_categories():
     test[5:9, 1] = np.nan
     test[9:12, 0] = np.nan
     assert_matches(est, model, test)
+    # fitted without names: a DataFrame's columns are taken by position
+    by_position = onnx_inputs(model, pd.DataFrame(test, columns=["a", "b", "c"]))
+    for name, values in onnx_inputs(model, test).items():
+        np.testing.assert_array_equal(by_position[name], values)
 
 
 def test_numeric_only_per_column_and_matrix_agree():
