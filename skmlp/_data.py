@@ -40,8 +40,9 @@ HINTS = (
       "must be a string or a real number", "must be a string or a number", "Cannot cast"),
      NUMERIC_HINT),
     (("contains infinity", "contains NaN"), MISSING_HINT),
-    (("dim <= 2 is required",), "X must be 2-d (n_samples, n_features) and y 1-d or 2-d: "
-     "reshape, e.g. X.reshape(len(X), -1)."),
+    # scikit-learn 1.9 says "dim <= 2 is required", 1.6 "expected <= 2"
+    (("dim <= 2 is required", "expected <= 2"), "X must be 2-d (n_samples, n_features) and y "
+     "1-d or 2-d: reshape, e.g. X.reshape(len(X), -1)."),
     (("features, but",), "Pass the same columns, in the same order, as during fit."),
 )
 
