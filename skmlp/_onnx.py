@@ -223,7 +223,7 @@ def _torch_export(wrapped, args, input_names, output, opset_version):
 
 def _export_matrix(estimator, X_sample, opset_version):
     """The graph with one float32 input ``"X"`` (no categorical columns)."""
-    X = np.asarray(X_sample, dtype=np.float32)
+    X = np.asarray(_dense(X_sample), dtype=np.float32)
     if X.ndim != 2 or X.shape[1] != estimator.n_features_in_:
         raise ValueError(
             f"X_sample must have shape (n_samples, {estimator.n_features_in_}); got {X.shape}."
@@ -448,7 +448,7 @@ def onnx_inputs(model, X):
     """
     specs, meta = _graph_inputs(model)
     if [name for name, _ in specs] == ["X"] and METADATA_KEY not in meta:
-        return {"X": np.asarray(X, dtype=np.float32)}
+        return {"X": np.asarray(_dense(X), dtype=np.float32)}
     stored = json.loads(meta[METADATA_KEY])
     columns = stored["columns"]
     missing_string = meta.get("skmlp.missing_string", "")
@@ -467,6 +467,11 @@ def onnx_inputs(model, X):
                 raise ValueError(f"X has {n} columns; the model has {len(specs)} inputs.")
         feed[name] = _feed_column(X, j, column["kind"], missing_string)
     return feed
+
+
+def _dense(X):
+    """A sparse matrix densified (the graph's input is dense); anything else as it is."""
+    return X.toarray() if hasattr(X, "toarray") else X
 
 
 def _graph_inputs(model):

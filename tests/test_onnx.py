@@ -70,6 +70,16 @@ def test_saved_file_and_labels(tmp_path):
     np.testing.assert_array_equal(est.classes_[proba.argmax(axis=1)], est.predict(X))
 
 
+def test_sparse_fitted_model_exports_and_is_fed():
+    import scipy.sparse as sp
+
+    Xs = sp.random(64, 5, density=0.3, random_state=0, format="csr")
+    est = MLPTorchRegressor((8,), max_iter=5, random_state=0).fit(Xs, X[:, 0])
+    model = to_onnx(est, Xs[:2])
+    (out,) = session(model).run(None, onnx_inputs(model, Xs))
+    np.testing.assert_allclose(out, est.predict(Xs), atol=MAX_DEV)
+
+
 def test_bad_sample_and_unfitted():
     est = FITTED["regression-1d"]()
     with pytest.raises(ValueError, match=r"shape \(n_samples, 5\)"):
