@@ -6,13 +6,16 @@ batch of rows at a time, in training and in prediction. The loops see every
 kind through one ``_Rows`` interface (``as_rows``).
 """
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.utils import check_array, check_X_y
+from sklearn.utils import validation as sk_validation
 from sklearn.utils.validation import validate_data
 
-from ._columns import numeric_part
+from ._columns import _library, column_names, is_dataframe, numeric_part
 from ._training import tensor_abs_max
 
 PREDICT_BATCH_ELEMENTS = 1 << 21  # ~16 MB of float64 input per predict batch
@@ -54,8 +57,9 @@ HINTS = (
       "must be a string or a real number", "must be a string or a number", "Cannot cast"),
      NUMERIC_HINT),
     (("contains infinity", "contains NaN"), _missing_hint),
-    (("dim <= 2 is required",), "X must be 2-d (n_samples, n_features) and y 1-d or 2-d: "
-     "reshape, e.g. X.reshape(len(X), -1)."),
+    # scikit-learn 1.9 says "dim <= 2 is required", 1.6 "expected <= 2"
+    (("dim <= 2 is required", "expected <= 2"), "X must be 2-d (n_samples, n_features) and y "
+     "1-d or 2-d: reshape, e.g. X.reshape(len(X), -1)."),
     (("features, but",), "Pass the same columns, in the same order, as during fit."),
 )
 
@@ -182,6 +186,46 @@ def canonical_sparse(X):
     return X
 
 
+def _names_sklearn_cannot_read(X):
+    """The column names of a polars DataFrame when this scikit-learn does not
+    read them, else None: scikit-learn before 1.9 reads them through the
+    dataframe interchange protocol, which polars 2 dropped."""
+    # scikit-learn's own reader (private; in 1.6 - 1.9), looked up at each call
+    reader = getattr(sk_validation, "_get_feature_names", None)
+    if _library(X) != "polars" or not is_dataframe(X) or reader is None:
+        return None
+    names = column_names(X)
+    if not names:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # polars 1 deprecates the interchange protocol
+        read = reader(X)
+    return None if read is not None else names
+
+
+def validate_with_names(estimator, X, y="no_validation", *, reset, **kwargs):
+    """``validate_data``, with polars column names handled here when
+    scikit-learn cannot read them: set as ``feature_names_in_`` in ``fit``,
+    compared with them afterwards, as scikit-learn does for pandas."""
+    names = _names_sklearn_cannot_read(X)
+    if names is None:
+        return validate_data(estimator, X, y, reset=reset, **kwargs)
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if not reset and fitted is not None and list(fitted) != names:
+        raise ValueError(f"The feature names should match those that were passed during fit: "
+                         f"X has columns {names}, the estimator was fitted on "
+                         f"{list(fitted)}. Pass the same columns, in the same order.")
+    with warnings.catch_warnings():  # the names are checked here
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        out = validate_data(estimator, X, y, reset=reset, **kwargs)
+    if reset:
+        estimator.feature_names_in_ = np.asarray(names, dtype=object)
+    elif fitted is None:
+        warnings.warn(f"X has feature names, but {type(estimator).__name__} was fitted "
+                      "without feature names", UserWarning)
+    return out
+
+
 def check_X(estimator, X, *, reset, y="no_validation", allow_nan=False, **kwargs):
     """``validate_data`` with floats kept as they are, duplicate sparse entries
     summed, and clearer errors."""
@@ -195,7 +239,7 @@ def check_X(estimator, X, *, reset, y="no_validation", allow_nan=False, **kwargs
 
 
 def _validated(estimator, X, *, reset, y, allow_nan, **kwargs):
-    return _hinted(lambda: validate_data(
+    return _hinted(lambda: validate_with_names(
         estimator,
         X,
         y,
@@ -211,7 +255,7 @@ def check_table(estimator, X, mask, *, reset, y="no_validation", allow_nan=False
     """For input with categorical columns (``mask``): names and counts checked
     on ``X`` as given, then its numeric columns (and y) validated as
     ``check_X`` would. Returns ``(X_num, y)`` (y None when not given)."""
-    validate_data(estimator, X, reset=reset, skip_check_array=True)
+    validate_with_names(estimator, X, reset=reset, skip_check_array=True)
     numeric = numeric_part(X, mask)
     bad = non_numeric_columns(numeric)
     if bad:
