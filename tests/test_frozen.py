@@ -91,6 +91,23 @@ def test_callback_that_predicts_leaves_training_unchanged(Est, y):
     assert not watched.module_.training
 
 
+def test_predict_from_another_thread_during_training_changes_nothing():
+    import threading
+
+    params = dict(hidden_dims=(16,), batch_norm=True, dropout=0.2, max_iter=5, batch_size=32,
+                  random_state=0)
+
+    def other_thread(est, epoch, logs):
+        worker = threading.Thread(target=lambda: est.predict_proba(X))
+        worker.start()
+        worker.join()
+
+    plain = MLPTorchClassifier(**params).fit(X, Y)
+    watched = MLPTorchClassifier(**params, callbacks=[other_thread]).fit(X, Y)
+    assert watched.loss_curve_ == plain.loss_curve_
+    np.testing.assert_array_equal(watched.predict_proba(X), plain.predict_proba(X))
+
+
 def test_predict_in_callback_keeps_the_fit_thread_count():
     outer = torch.get_num_threads()
     torch.set_num_threads(2)
