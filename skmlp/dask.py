@@ -39,6 +39,7 @@ is in ``_Recipe`` below.
 
 import copy
 import datetime
+import hashlib
 import inspect
 import math
 import time
@@ -561,9 +562,13 @@ class _Recipe:
             warnings.simplefilter("always")
             est._finish(reason, False)
         caught = [(w.category, str(w.message)) for w in caught]
+        digest = hashlib.sha256()
+        for t in est.module_.state_dict().values():
+            digest.update(t.detach().cpu().numpy().tobytes())
         stats = {"rank": rank, "rows": n_local, "seconds": seconds,
                  "allreduce_seconds": sync.seconds, "allreduce_calls": sync.calls,
-                 "steps_per_epoch": steps, "epochs": state.n_iter}
+                 "steps_per_epoch": steps, "epochs": state.n_iter,
+                 "weights": digest.hexdigest()}
         return stats, caught
 
 
@@ -733,7 +738,6 @@ class _DaskMixin:
         fitted, _, caught = results[0]
         for category, message in caught:
             warnings.warn(message, category, stacklevel=3)
-        fitted.class_weight = local.class_weight
         state = {k: v for k, v in fitted.__dict__.items() if k not in local.get_params()}
         for k in [k for k in self.__dict__ if k.endswith("_") and not k.startswith("__")]:
             del self.__dict__[k]
