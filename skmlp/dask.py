@@ -341,6 +341,8 @@ class _AllReduce:
         self.world = group.size()
 
     def _reduce(self, tensor):
+        if self.world == 1:  # alone: the sums are the values
+            return tensor
         tic = time.perf_counter()
         try:
             self.group.allreduce([tensor]).wait()
@@ -358,6 +360,8 @@ class _AllReduce:
 
     @torch.no_grad()
     def grads(self, module, weight):
+        if self.world == 1:
+            return
         flat, start = self.flat, 0
         for p in self.params:
             k = p.numel()
