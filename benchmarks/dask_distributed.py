@@ -117,6 +117,24 @@ def in_memory_child(args):
     }))
 
 
+def extrapolate(one_worker, features, bandwidth=1.25e9, latency=50e-6):
+    """On paper: a step on n machines costs c * B / n + A(n), with c * B the
+    measured 1-worker step and A(n) a ring all-reduce of the gradients,
+    2 (n - 1) / n * M / bandwidth + 2 (n - 1) * latency (10 Gb/s, 50 us a hop)."""
+    dims = [features, *HIDDEN, 1]
+    M = 4 * sum(a * b + b for a, b in zip(dims, dims[1:]))  # float32 gradients, bytes
+    step = one_worker["seconds_per_pass"] / one_worker["steps_per_epoch"]
+    print(f"1-worker step {1e3 * step:.2f} ms (batch {BATCH}); gradients {M / 1e3:.0f} KB")
+    print("| machines | compute / step ms | all-reduce ms | speed-up, batch 256 | "
+          "rows/s speed-up, batch 256 per machine |")
+    print("|---|---|---|---|---|")
+    for n in (1, 2, 8, 64):
+        allreduce = 2 * (n - 1) / n * M / bandwidth + 2 * (n - 1) * latency
+        print(f"| {n} | {1e3 * step / n:.2f} | {1e3 * allreduce:.2f} | "
+              f"{step / (step / n + allreduce):.2f}x | {n * step / (step + allreduce):.1f}x |")
+    print(f"best n at batch {BATCH}: about {(step / (2 * latency)) ** 0.5:.1f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -151,6 +169,8 @@ def main():
         extra = ", ".join(map(str, r["peak_minus_base_mib"]))
         print(f"| {name} | {r['seconds_per_pass']:.1f} | {one / r['seconds_per_pass']:.2f}x | "
               f"{share} | {r['fit_seconds']:.1f} | {extra} | {r['accuracy']:.4f} |")
+    print()
+    extrapolate(results["dask, 1 worker x 1 thread"], args.features)
     if args.json:
         import torch
 

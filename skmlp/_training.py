@@ -265,6 +265,7 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
     # Full pass for fit, one batch for partial_fit (a full pass per call costs too much).
     rows = n if monitor else min(n, config.batch_size)
     chunk = max(config.batch_size, config.predict_rows)
+
     def check():
         ok = outputs_finite(module, loss_fn, data, rows, chunk)
         return ok if sync is None else sync.all(ok)

@@ -39,10 +39,12 @@ is in ``_Recipe`` below.
 
 import copy
 import datetime
+import gc
 import hashlib
 import inspect
 import math
 import time
+import traceback
 import uuid
 import warnings
 from urllib.parse import urlparse
@@ -494,7 +496,7 @@ class _Recipe:
             or (local.early_stopping == "auto" and n_rows >= AUTO_EARLY_STOPPING_ROWS)
 
     @staticmethod
-    def train(est, blocks, class_weight, group, rank, world, nthreads):
+    def train(est, blocks, class_weight, sync, rank, nthreads):
         """On a worker: encode its blocks, train with the others, return the stats."""
         from ._data import resolve_device
 
@@ -520,7 +522,6 @@ class _Recipe:
         data = est._tensors(*train, dtype, device)
         val_data = est._tensors(*val, dtype, device) if est._validating else None
         config = est._config(data[1].shape[0])
-        sync = _AllReduce(group, est.module_, 1)
         n_local = data[1].shape[0]
         n_total = int(sync.sum(n_local))
         batch = min(200 if est.batch_size == "auto" else est.batch_size, n_total)
@@ -601,7 +602,19 @@ def _train_worker(est, blocks, class_weight, fit_id, rank, world, host, port, ti
     except RuntimeError as exc:
         raise CollectiveError(f"joining the process group of the fit failed: {exc}") from exc
     nthreads = get_worker().state.nthreads
-    stats, caught = _Recipe.train(est, blocks, class_weight, group, rank, world, nthreads)
+    sync = _AllReduce(group, est.module_, 1)
+    try:
+        stats, caught = _Recipe.train(est, blocks, class_weight, sync, rank, nthreads)
+    except BaseException as exc:
+        # Drop every reference to the group (the traceback's frames keep the
+        # closures that hold ``sync``), so that its connections close and the
+        # other workers' collectives fail at once instead of after timeout.
+        sync.group = None
+        traceback.clear_frames(exc.__traceback__)
+        del group
+        gc.collect()
+        raise
+    sync.group = None
     stats["peak_rss_mib"] = _peak_rss_mib()
     stats["worker"] = get_worker().address
     del group
@@ -609,6 +622,18 @@ def _train_worker(est, blocks, class_weight, fit_id, rank, world, host, port, ti
 
 
 # ================================================================ the driver
+def _gone(client, workers):
+    alive = set(client.scheduler_info(n_workers=-1)["workers"])
+    return [w for w in workers if w not in alive]
+
+
+def _left(gone):
+    return RuntimeError(
+        f"Dask worker(s) {gone} left the cluster during fit: the fit was abandoned (the "
+        "estimator is unchanged); the other workers' training tasks end when their "
+        "collectives fail. Fit again once the cluster is whole.")
+
+
 def _wait(client, futures, workers):
     """The results of ``futures``; a worker leaving or a task failing raises
     at once (the first error that is not a broken collective)."""
@@ -621,19 +646,20 @@ def _wait(client, futures, workers):
             errors = [f.exception() for f in futures if f.status == "error"]
             for f in futures:
                 f.cancel()
-            if not errors:
-                raise RuntimeError("a training task of the fit was cancelled or lost.")
-            first = next((e for e in errors if not isinstance(e, CollectiveError)), errors[0])
-            raise first
-        alive = set(client.scheduler_info(n_workers=-1)["workers"])
-        gone = [w for w in workers if w not in alive]
+            first = next((e for e in errors if not isinstance(e, CollectiveError)), None)
+            if first is not None:
+                raise first
+            gone = _gone(client, workers)
+            if gone:
+                raise _left(gone) from (errors[0] if errors else None)
+            if errors:
+                raise errors[0]
+            raise RuntimeError("a training task of the fit was cancelled or lost.")
+        gone = _gone(client, workers)
         if gone:
             for f in futures:
                 f.cancel()
-            raise RuntimeError(
-                f"Dask worker(s) {gone} left the cluster during fit: the fit was abandoned "
-                "(the estimator is unchanged); the other workers' training tasks end when "
-                "their collectives fail. Fit again once the cluster is whole.")
+            raise _left(gone)
         time.sleep(0.1)
 
 
@@ -670,7 +696,8 @@ class _DaskMixin:
         client = self._client()
         timeout = float(self.timeout)
         if not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds; got {self.timeout!r}.")
+            raise ValueError(f"timeout must be a positive number of seconds; got "
+                             f"{self.timeout!r}.")
         local = self._local_class(**self._local_params())
         x_parts = _delayed_parts(X, "X")
         y_parts = _delayed_parts(y, "y")
@@ -683,8 +710,9 @@ class _DaskMixin:
         X_sample, y_sample = _sample(X, y)
         X_num, mask = _Recipe.template(local, X_sample, y_sample)
         prepare = dask.delayed(_prepare, pure=False)
-        futures = client.compute([prepare(local, i, xp, yp, wp)
-                                  for i, (xp, yp, wp) in enumerate(zip(x_parts, y_parts, w_parts))])
+        futures = client.compute([
+            prepare(local, i, xp, yp, wp)
+            for i, (xp, yp, wp) in enumerate(zip(x_parts, y_parts, w_parts))])
         try:
             from distributed import wait
 
@@ -692,7 +720,12 @@ class _DaskMixin:
             for i, f in enumerate(futures):
                 if f.status == "error":
                     exc = f.exception()
-                    raise type(exc)(f"partition {i} of the fit's data failed: {exc}") from exc
+                    message = f"partition {i} of the fit's data failed: {exc}"
+                    try:
+                        error = type(exc)(message)
+                    except Exception:  # an exception type with other arguments
+                        error = RuntimeError(message)
+                    raise error from exc
             self._fit_blocks(client, local, futures, mask, X_num, y_sample, timeout)
         finally:
             for f in futures:
@@ -754,9 +787,10 @@ class _DaskMixin:
 
         Returns
         -------
-        estimator : MLPTorchClassifier, MLPTorchRegressor, TabularMLPClassifier or TabularMLPRegressor
-            A copy with the same parameters (without ``client`` and ``timeout``)
-            and fitted state.
+        estimator : the skmlp estimator this class extends
+            A copy (e.g. a ``MLPTorchClassifier`` for ``DaskMLPClassifier``) with
+            the same parameters, without ``client`` and ``timeout``, and the
+            fitted state.
         """
         from sklearn.utils.validation import check_is_fitted
 
@@ -855,42 +889,44 @@ def _dask_class(name, base, mixin, doc):
     return cls
 
 
-_PARAMS_DOC = """
-    Parameters
-    ----------
-    The parameters of :class:`~skmlp.{base}` (``batch_size`` is the global
-    batch: each worker takes its share of every step's rows), and:
-
+_EXTRA_PARAMS = """
     client : distributed.Client, default=None
         The Dask client; None: the default client.
     timeout : float, default={timeout}
-        Seconds a collective (or joining the fit's process group) waits for the
-        other workers before the fit fails.
+        Seconds a collective (or joining the fit's process group) waits for
+        the other workers before the fit fails."""
 
-    Attributes
-    ----------
-    The fitted attributes of :class:`~skmlp.{base}`, and:
-
+_EXTRA_ATTRIBUTES = """
     dask_stats_ : list of dict
         Per worker: its rank, address, training rows, seconds training,
-        seconds and calls in the all-reduce, steps per epoch, epochs and peak
-        resident memory (MiB).
-"""
+        seconds and calls in the all-reduce, steps per epoch, epochs, a digest
+        of its final weights and its peak resident memory (MiB)."""
 
 
-def _doc(base, what):
-    return (f"{what} trained data-parallel over the Dask workers that hold the data.\n"
-            f"\n    ``to_local()`` returns the fitted :class:`~skmlp.{base}`.\n"
-            + _PARAMS_DOC.format(base=base, timeout=DEFAULT_TIMEOUT))
+def _doc(base):
+    """``base``'s docstring for its Dask estimator: a new summary, the
+    parameters plus ``client`` and ``timeout``, the attributes plus
+    ``dask_stats_``, no examples."""
+    doc = base.__doc__
+    body = doc[doc.index("    Parameters\n"):]
+    params_end = body.index("\n\n    Attributes\n")
+    body = (body[:params_end] + _EXTRA_PARAMS.format(timeout=DEFAULT_TIMEOUT)
+            + body[params_end:])
+    attrs_end = body.index("\n\n    See Also\n")
+    body = body[:attrs_end] + _EXTRA_ATTRIBUTES + body[attrs_end:]
+    body = body[:body.index("\n\n    Examples\n")] if "\n\n    Examples\n" in body else body
+    return (f"{base.__name__} trained data-parallel over the Dask workers that hold the "
+            f"data.\n\n    ``batch_size`` is the global batch: each worker takes its share of "
+            f"every step's rows,\n    and ``lr`` reads as in ``fit``. ``to_local()`` returns "
+            f"the fitted\n    :class:`~skmlp.{base.__name__}`. See :mod:`skmlp.dask`.\n\n"
+            + body + "\n    ")
 
 
 DaskMLPClassifier = _dask_class("DaskMLPClassifier", MLPTorchClassifier, _DaskClassifierMixin,
-                                _doc("MLPTorchClassifier", "An MLP classifier"))
+                                _doc(MLPTorchClassifier))
 DaskMLPRegressor = _dask_class("DaskMLPRegressor", MLPTorchRegressor, _DaskMixin,
-                               _doc("MLPTorchRegressor", "An MLP regressor"))
-DaskTabularMLPClassifier = _dask_class(
-    "DaskTabularMLPClassifier", TabularMLPClassifier, _DaskClassifierMixin,
-    _doc("TabularMLPClassifier", "A tabular MLP classifier"))
-DaskTabularMLPRegressor = _dask_class(
-    "DaskTabularMLPRegressor", TabularMLPRegressor, _DaskMixin,
-    _doc("TabularMLPRegressor", "A tabular MLP regressor"))
+                               _doc(MLPTorchRegressor))
+DaskTabularMLPClassifier = _dask_class("DaskTabularMLPClassifier", TabularMLPClassifier,
+                                       _DaskClassifierMixin, _doc(TabularMLPClassifier))
+DaskTabularMLPRegressor = _dask_class("DaskTabularMLPRegressor", TabularMLPRegressor,
+                                      _DaskMixin, _doc(TabularMLPRegressor))
