@@ -1,7 +1,8 @@
 """Data-parallel training over Dask workers (skmlp.dask) vs one worker vs in memory.
 
     python benchmarks/dask_distributed.py [--rows 2000000] [--features 50] [--blocks 10]
-                                          [--passes 2] [--json PATH]
+                                          [--passes 2] [--rebalance] [--json PATH]
+                                          [--runs dask1,dask2,mem1,mem2]
 
 Needs ``pip install 'skmlp[dask]'``. The data are those of
 ``benchmarks/dask_incremental.py`` (``rows x features`` float32, binary
@@ -17,7 +18,10 @@ batch 256, no early stopping. Four ways to train it for ``--passes`` epochs:
 
 For each: seconds per pass (the median of ``history_``'s epoch seconds: the
 training loop only; the column statistics and start-up are in "fit s"), the
-speed-up over the 1-worker run, the share of the training time spent in the
+speed-up over the 1-worker run, the CPU seconds per pass of the busiest
+process (on a machine shared with other jobs, what a pass costs without the
+waits their load causes: a synchronous all-reduce every step waits for the
+worker that was descheduled last), the share of the training time spent in the
 all-reduce (rank 0, waiting for the slower worker included), the peak
 resident memory of each worker process above its memory before the data
 arrived, and the accuracy on 100k held-out rows.
@@ -62,6 +66,8 @@ def run_dask(args, workers, X_test, y_test):
         X, y = make_data(args.rows, args.features, args.blocks)
         X, y = client.persist([X, y])
         distributed.wait([X, y])
+        if args.rebalance:
+            client.rebalance([X, y])  # the scheduler may place the blocks unevenly
         tic = time.perf_counter()
         est = DaskMLPClassifier(**params(args.passes), client=client).fit(X, y)
         fit_seconds = time.perf_counter() - tic
@@ -71,6 +77,9 @@ def run_dask(args, workers, X_test, y_test):
         return {
             "seconds_per_pass": statistics.median(h["seconds"] for h in est.history_),
             "fit_seconds": fit_seconds,
+            # CPU seconds per pass of the busiest worker process: what a pass
+            # costs without the waits that other jobs on the machine cause
+            "cpu_seconds_per_pass": max(s["cpu_seconds"] for s in stats) / est.n_iter_,
             "allreduce_share": rank0["allreduce_seconds"] / rank0["seconds"],
             "allreduce_calls": rank0["allreduce_calls"],
             "steps_per_epoch": rank0["steps_per_epoch"],
@@ -107,10 +116,12 @@ def in_memory_child(args):
         y[start:start + len(block)] = dy.blocks[i].compute(scheduler="synchronous")
         start += len(block)
     del block, dX, dy
-    tic = time.perf_counter()
+    tic, cpu = time.perf_counter(), time.process_time()
     est = MLPTorchClassifier(**params(args.passes)).fit(X, y)
+    cpu = time.process_time() - cpu
     print(json.dumps({
         "seconds_per_pass": statistics.median(h["seconds"] for h in est.history_),
+        "cpu_seconds_per_pass": cpu / est.n_iter_,
         "fit_seconds": time.perf_counter() - tic, "allreduce_share": None,
         "peak_mib": [round(peak_mib())], "peak_minus_base_mib": [round(peak_mib() - base)],
         "accuracy": float(est.score(X_test, y_test)), "n_iter_": est.n_iter_,
@@ -142,6 +153,10 @@ def main():
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--rebalance", action="store_true",
+                        help="client.rebalance the persisted blocks over the workers")
+    parser.add_argument("--runs", default="dask1,dask2,mem1,mem2",
+                        help="which runs: dask1, dask2 (workers), mem1, mem2 (threads)")
     parser.add_argument("--in-memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -153,28 +168,34 @@ def main():
     print(f"{args.rows:,} x {args.features} float32 ({gib:.2f} GiB) in {args.blocks} blocks, "
           f"{args.passes} passes, hidden {HIDDEN}, batch {BATCH} (global), Adam", flush=True)
     results = {}
-    for name, run in [("dask, 1 worker x 1 thread", lambda: run_dask(args, 1, X_test, y_test)),
-                      ("dask, 2 workers x 1 thread", lambda: run_dask(args, 2, X_test, y_test)),
-                      ("in memory, 1 thread", lambda: run_in_memory(args, 1)),
-                      ("in memory, 2 threads", lambda: run_in_memory(args, 2))]:
+    runs = [("dask1", "dask, 1 worker x 1 thread", lambda: run_dask(args, 1, X_test, y_test)),
+            ("dask2", "dask, 2 workers x 1 thread", lambda: run_dask(args, 2, X_test, y_test)),
+            ("mem1", "in memory, 1 thread", lambda: run_in_memory(args, 1)),
+            ("mem2", "in memory, 2 threads", lambda: run_in_memory(args, 2))]
+    for key, name, run in runs:
+        if key not in args.runs.split(","):
+            continue
         results[name] = run()
         print(name, json.dumps(results[name]), flush=True)
-    one = results["dask, 1 worker x 1 thread"]["seconds_per_pass"]
+    one = results["dask, 1 worker x 1 thread"]["seconds_per_pass"]  # dask1 is required
     print()
-    print("| run | s / pass | speed-up vs 1 worker | all-reduce share | fit s | "
-          "peak - idle MiB per process | held-out accuracy |")
-    print("|---|---|---|---|---|---|---|")
+    one_cpu = results["dask, 1 worker x 1 thread"]["cpu_seconds_per_pass"]
+    print("| run | s / pass | speed-up vs 1 worker | CPU s / pass (busiest process) | "
+          "speed-up in CPU s | all-reduce share | fit s | peak - idle MiB per process | "
+          "held-out accuracy |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         share = "-" if r["allreduce_share"] is None else f"{100 * r['allreduce_share']:.0f}%"
         extra = ", ".join(map(str, r["peak_minus_base_mib"]))
         print(f"| {name} | {r['seconds_per_pass']:.1f} | {one / r['seconds_per_pass']:.2f}x | "
+              f"{r['cpu_seconds_per_pass']:.1f} | {one_cpu / r['cpu_seconds_per_pass']:.2f}x | "
               f"{share} | {r['fit_seconds']:.1f} | {extra} | {r['accuracy']:.4f} |")
     print()
     extrapolate(results["dask, 1 worker x 1 thread"], args.features)
     if args.json:
         import torch
 
-        meta = {"rows": args.rows, "features": args.features, "blocks": args.blocks,
+        meta = {"rows": args.rows, "rebalance": args.rebalance, "runs": args.runs, "features": args.features, "blocks": args.blocks,
                 "passes": args.passes, "hidden": HIDDEN, "batch": BATCH,
                 "machine": platform.processor() or platform.machine(),
                 "cpus": os.cpu_count(), "load_average": os.getloadavg(),

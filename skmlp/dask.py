@@ -447,7 +447,7 @@ class _Recipe:
         estimator's own ``_fit_columns``, which also checks declared
         categories), then the numeric statistics of all blocks."""
         d = len(mask)
-        union = [sorted_union(c) for c in zip(*categories)] if mask.any() else []
+        union = [_sorted_union(c) for c in zip(*categories)] if mask.any() else []
         rows = max([len(u) for u in union] + [1])
         table = np.zeros((rows, d), dtype=object)
         for j, values in zip(np.flatnonzero(mask), union):
@@ -552,7 +552,7 @@ class _Recipe:
             def callback(epoch, logs):  # a stop asked anywhere stops every worker
                 return not sync.all(not user(epoch, logs))
         set_dropout_generator(est.module_, local_gen)
-        tic = time.perf_counter()
+        tic, cpu = time.perf_counter(), time.process_time()
         try:
             with torch_threads(nthreads):
                 reason = fit_loop(est.module_, est._training_loss(), data, config, local_gen,
@@ -560,7 +560,7 @@ class _Recipe:
                                   callback=callback, monitor=True, sync=sync)
         finally:
             set_dropout_generator(est.module_, None)
-        seconds = time.perf_counter() - tic
+        seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
         state.t = state.n_iter * n_total
         est._rng_state = generator.get_state()
         with warnings.catch_warnings(record=True) as caught:
@@ -570,14 +570,14 @@ class _Recipe:
         digest = hashlib.sha256()
         for t in est.module_.state_dict().values():
             digest.update(t.detach().cpu().numpy().tobytes())
-        stats = {"rank": rank, "rows": n_local, "seconds": seconds,
+        stats = {"rank": rank, "rows": n_local, "seconds": seconds, "cpu_seconds": cpu,
                  "allreduce_seconds": sync.seconds, "allreduce_calls": sync.calls,
                  "steps_per_epoch": steps, "epochs": state.n_iter,
                  "weights": digest.hexdigest()}
         return stats, caught
 
 
-def sorted_union(lists):
+def _sorted_union(lists):
     """The sorted union of every block's categories of one column (``_columns``' order)."""
     from ._columns import _sorted
 
@@ -898,8 +898,8 @@ _EXTRA_PARAMS = """
 
 _EXTRA_ATTRIBUTES = """
     dask_stats_ : list of dict
-        Per worker: its rank, address, training rows, seconds training,
-        seconds and calls in the all-reduce, steps per epoch, epochs, a digest
+        Per worker: its rank, address, training rows, seconds training (wall
+        and CPU time of its process), seconds and calls in the all-reduce, steps per epoch, epochs, a digest
         of its final weights and its peak resident memory (MiB)."""
 
 
