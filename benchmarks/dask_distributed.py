@@ -1,7 +1,7 @@
 """Data-parallel training over Dask workers (skmlp.dask) vs one worker vs in memory.
 
     python benchmarks/dask_distributed.py [--rows 2000000] [--features 50] [--blocks 10]
-                                          [--passes 2] [--rebalance] [--json PATH]
+                                          [--passes 2] [--batch 256] [--rebalance] [--json PATH]
                                           [--runs dask1,dask2,mem1,mem2]
 
 Needs ``pip install 'skmlp[dask]'``. The data are those of
@@ -136,8 +136,8 @@ def extrapolate(one_worker, features, bandwidth=1.25e9, latency=50e-6):
     M = 4 * sum(a * b + b for a, b in zip(dims, dims[1:]))  # float32 gradients, bytes
     step = one_worker["seconds_per_pass"] / one_worker["steps_per_epoch"]
     print(f"1-worker step {1e3 * step:.2f} ms (batch {BATCH}); gradients {M / 1e3:.0f} KB")
-    print("| machines | compute / step ms | all-reduce ms | speed-up, batch 256 | "
-          "rows/s speed-up, batch 256 per machine |")
+    print(f"| machines | compute / step ms | all-reduce ms | speed-up, batch {BATCH} | "
+          f"rows/s speed-up, batch {BATCH} per machine |")
     print("|---|---|---|---|---|")
     for n in (1, 2, 8, 64):
         allreduce = 2 * (n - 1) / n * M / bandwidth + 2 * (n - 1) * latency
@@ -147,18 +147,21 @@ def extrapolate(one_worker, features, bandwidth=1.25e9, latency=50e-6):
 
 
 def main():
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--features", type=int, default=50)
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--batch", type=int, default=256, help="global batch size (W2: 256)")
     parser.add_argument("--rebalance", action="store_true",
                         help="client.rebalance the persisted blocks over the workers")
     parser.add_argument("--runs", default="dask1,dask2,mem1,mem2",
                         help="which runs: dask1, dask2 (workers), mem1, mem2 (threads)")
     parser.add_argument("--in-memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    BATCH = args.batch
     warnings.simplefilter("ignore")
     if args.in_memory_child:
         return in_memory_child(args)
