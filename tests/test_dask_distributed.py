@@ -77,12 +77,37 @@ def _interleave(a, b, per_a, per_b):
 
 
 # ------------------------------------------------------------------ exactness
+def _use_fast_path(use):
+    """Turn the hand-written gradient step off (autograd) or back on, here."""
+    from skmlp import _fastpath, _training
+
+    _training.plan = _fastpath.plan if use else (lambda module, loss: None)
+
+
+def _plan_name():
+    from skmlp import _training
+
+    return _training.plan.__name__
+
+
+@pytest.fixture(params=["fastpath", "autograd"])
+def gradients(request, client):
+    """Which gradient path trains, in this process and on the workers."""
+    use = request.param == "fastpath"
+    _use_fast_path(use)
+    client.run(_use_fast_path, use)
+    assert set(client.run(_plan_name).values()) == {"plan" if use else "<lambda>"}
+    yield request.param
+    _use_fast_path(True)
+    client.run(_use_fast_path, True)
+
+
 @pytest.mark.parametrize("rows_b", [400, 200], ids=["even", "uneven"])
-@pytest.mark.parametrize("hidden", [(16,), (16, 8)], ids=["fastpath", "deeper"])
 def test_two_workers_give_the_weights_of_one_process_on_the_whole_batch(client, rows_b,
-                                                                         hidden):
+                                                                         gradients):
     # Plain SGD, no shuffle: each step takes 400/steps rows of worker A and
     # rows_b/steps of worker B; one process sees those rows as one batch.
+    hidden = (16, 8)
     rng = np.random.default_rng(0)
     steps, rows_a = 4, 400
     Xa, Xb = rng.normal(size=(rows_a, 6)), rng.normal(size=(rows_b, 6))
