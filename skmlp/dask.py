@@ -33,8 +33,10 @@ worker (its error is raised, not the others' broken collectives).
 
 All coupling with the estimators' private helpers (``_check_data``,
 ``_sample_weight``, ``_encode_targets``, ``_fit_columns``, ``_start``,
-``_split``, ``_config``, ``_validation_score``, ``_callback``, ``_finish``)
-is in ``_Recipe`` below.
+``_split``, ``_tensors``, ``_config``, ``_training_loss``,
+``_validation_score``, ``_callback``, ``_finish``) and private state
+(``_layout``, ``_numeric_stats``, ``_spec``, ``_state``, ``_rng_state``,
+``_validating``) is in ``_Recipe`` below.
 """
 
 import copy
@@ -96,23 +98,6 @@ class _Block:
 
     def weights(self):
         return np.ones(self.n) if self.w is None else self.w
-
-
-def _prepare(template, index, X, y, w):
-    """Validate partition ``index`` with the template estimator's own checks."""
-    if len(X) != len(y) or (w is not None and len(w) != len(X)):
-        raise ValueError(f"partition {index}: X has {len(X)} rows, y {len(y)}"
-                         + ("" if w is None else f", sample_weight {len(w)}")
-                         + ": X, y and sample_weight need the same partitions "
-                         "(e.g. y = df['target'] of the same DataFrame, or rechunk alike).")
-    if len(X) == 0:
-        return _Block(None, None, None, None)
-    (X_num, raw, mask), y = template._check_data(X, np.asarray(y), reset=False)
-    if hasattr(X_num, "tocsr"):
-        raise TypeError("skmlp.dask trains on dense partitions; densify sparse chunks first "
-                        "(X.map_blocks(lambda b: b.toarray())).")
-    w = template._sample_weight(None if w is None else np.asarray(w), X_num)
-    return _Block(np.asarray(X_num), raw if mask.any() else None, y, w)
 
 
 def _delayed_parts(collection, name):
@@ -442,6 +427,23 @@ class _Recipe:
         return X_num, mask
 
     @staticmethod
+    def prepare(template, index, X, y, w):
+        """On a worker: partition ``index`` validated by the template's own checks."""
+        if len(X) != len(y) or (w is not None and len(w) != len(X)):
+            raise ValueError(f"partition {index}: X has {len(X)} rows, y {len(y)}"
+                             + ("" if w is None else f", sample_weight {len(w)}")
+                             + ": X, y and sample_weight need the same partitions (e.g. "
+                             "y = df['target'] of the same DataFrame, or rechunk alike).")
+        if len(X) == 0:
+            return _Block(None, None, None, None)
+        (X_num, raw, mask), y = template._check_data(X, np.asarray(y), reset=False)
+        if hasattr(X_num, "tocsr"):
+            raise TypeError("skmlp.dask trains on dense partitions; densify sparse chunks "
+                            "first (X.map_blocks(lambda b: b.toarray())).")
+        w = template._sample_weight(None if w is None else np.asarray(w), X_num)
+        return _Block(np.asarray(X_num), raw if mask.any() else None, y, w)
+
+    @staticmethod
     def fit_columns(local, X_num, mask, categories, stats):
         """The layout from the union of every block's categories (through the
         estimator's own ``_fit_columns``, which also checks declared
@@ -709,7 +711,7 @@ class _DaskMixin:
                              + ": partition them alike.")
         X_sample, y_sample = _sample(X, y)
         X_num, mask = _Recipe.template(local, X_sample, y_sample)
-        prepare = dask.delayed(_prepare, pure=False)
+        prepare = dask.delayed(_Recipe.prepare, pure=False)
         futures = client.compute([
             prepare(local, i, xp, yp, wp)
             for i, (xp, yp, wp) in enumerate(zip(x_parts, y_parts, w_parts))])
