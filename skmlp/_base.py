@@ -187,7 +187,7 @@ class BaseMLPTorch(BaseEstimator):
             allow_nan = self.missing == "indicator"
             mask = categorical_mask(X, self.categorical_features, n_columns(X))
         else:
-            allow_nan = self._spec.missing == "indicator"
+            allow_nan = self._layout.missing == "indicator"
             mask = self._layout.categorical
         if not mask.any():
             out = check_X(self, X, y=y, reset=reset, allow_nan=allow_nan, **kwargs)
@@ -201,7 +201,7 @@ class BaseMLPTorch(BaseEstimator):
         """Learn the categories and numeric statistics (weighted by ``sample_weight``)."""
         if not mask.any():  # X validated: its width is known now
             mask = np.zeros(X.shape[1], dtype=bool)
-        layout = ColumnLayout(mask.copy())
+        layout = ColumnLayout(mask.copy(), missing=self.missing)
         names = getattr(self, "feature_names_in_", None)
         declared = declared_categories(self.categories, None if names is None else list(names),
                                        mask)

@@ -247,6 +247,7 @@ class ColumnLayout:
 
     categorical: np.ndarray  # bool mask over the columns as given
     categories: list = field(default_factory=list)  # per categorical column, sorted values
+    missing: str = "error"  # NaN in numeric columns: an error, or filled ("indicator")
 
     @property
     def cardinalities(self):
@@ -289,11 +290,13 @@ class ColumnLayout:
         return codes
 
     def to_dict(self):
-        return {"categorical": self.categorical.tolist(), "categories": self.categories}
+        return {"categorical": self.categorical.tolist(), "categories": self.categories,
+                "missing": self.missing}
 
     @classmethod
     def from_dict(cls, state):
-        return cls(np.asarray(state["categorical"], dtype=bool), list(state["categories"]))
+        return cls(np.asarray(state["categorical"], dtype=bool), list(state["categories"]),
+                   state.get("missing", "error"))
 
 
 # ---------------------------------------------------------- numeric statistics

@@ -133,22 +133,26 @@ def weight_sum(wb):
     return wb.sum().clamp_min(torch.finfo(wb.dtype).tiny)
 
 
-def train_step(module, optimizer, loss_fn, xb, yb, wb, fast=None):
+def train_step(module, optimizer, loss_fn, xb, yb, wb, fast=None, sync=None):
     """One optimizer step on one batch; returns the (detached) batch loss.
 
     ``fast`` is ``_fastpath.plan``'s hand-written gradient step when the
-    network allows it; otherwise autograd computes the gradients.
+    network allows it; otherwise autograd computes the gradients. ``sync``
+    (data-parallel training, see ``fit_loop``) turns the batch's gradients into
+    those of the batch of every worker together before the step.
     """
     if fast is not None:
         loss = fast(xb, yb, wb)
-        optimizer.step()
-        return loss
-    per_sample = loss_fn(module(*xb), yb)
-    loss = per_sample.mean() if wb is None else (per_sample * wb).sum() / weight_sum(wb)
-    optimizer.zero_grad()
-    loss.backward()
+    else:
+        per_sample = loss_fn(module(*xb), yb)
+        loss = per_sample.mean() if wb is None else (per_sample * wb).sum() / weight_sum(wb)
+        optimizer.zero_grad()
+        loss.backward()
+        loss = loss.detach()
+    if sync is not None:
+        sync.grads(module, yb.shape[0] if wb is None else weight_sum(wb))
     optimizer.step()
-    return loss.detach()
+    return loss
 
 
 def has_batch_norm(module):
@@ -164,31 +168,37 @@ def _batch_bounds(n, batch_size, module):
 
 
 def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progress=None,
-                     fast=None):
+                     fast=None, sync=None):
     """One pass over the data; returns the epoch's mean training loss (tensor)."""
     X, Y, W = data
     n = Y.shape[0]
     if n <= config.batch_size:
         # One batch: no permutation, no copies (sparse X: densified in order).
         # A shuffle would only reorder the sum inside the loss.
-        loss = train_step(module, optimizer, loss_fn, X.slice(0, n), Y, W, fast)
+        loss = train_step(module, optimizer, loss_fn, X.slice(0, n), Y, W, fast, sync)
         if progress is not None:
             progress.update(n)
+        if sync is not None:
+            weight = n if W is None else W.sum()
+            return sync.mean(loss * weight, weight)
         return loss
     if config.shuffle:
         order = torch.randperm(n, generator=generator).to(Y.device)
     else:
         order = torch.arange(n, device=Y.device)
     total = 0.0
-    for start, stop in _batch_bounds(n, config.batch_size, module):
+    bounds = _batch_bounds(n, config.batch_size, module) if sync is None else sync.batches(n)
+    for start, stop in bounds:
         idx = order[start:stop]
         wb = None if W is None else W.index_select(0, idx)
         loss = train_step(
-            module, optimizer, loss_fn, X.take(idx), Y.index_select(0, idx), wb, fast
+            module, optimizer, loss_fn, X.take(idx), Y.index_select(0, idx), wb, fast, sync
         )
         total += loss * (idx.shape[0] if wb is None else wb.sum())
         if progress is not None:
             progress.update(idx.shape[0])
+    if sync is not None:
+        return sync.mean(total, n if W is None else W.sum())
     return total / (n if W is None else W.sum())
 
 
@@ -225,7 +235,7 @@ def _update_monitor(config, run, loss, score, module):
 
 def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
              val_score=None, callback=None, monitor=True, restart_schedule=True,
-             keep_start=False):
+             keep_start=False, sync=None):
     """Train ``module`` for at most ``epochs`` epochs; returns a ``FitRun``.
 
     ``state`` (a ``TrainState``) is only read: the epochs so far, the
@@ -239,6 +249,17 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
     a copy of the weights as they were: if anything raises they are put back,
     and the caller gets them (``run.start_weights``) to undo a call that fails
     later. The module is left in eval mode, also when something raises.
+
+    ``sync`` (default None: one process) makes this one of several processes
+    training one model data-parallel, each on its own rows. It provides
+    ``batches(n)``: the (start, stop) bounds of this process's batches (the
+    same number in every process), ``grads(module, weight)``: called after the
+    gradients of a batch of weight sum ``weight`` are written, before the
+    step, it makes them the gradients of all processes' batches together;
+    ``mean(total, weight)``: sum(total) / sum(weight) over the processes; and
+    ``all(flag)``: whether ``flag`` holds in every process. The epoch loss is
+    then the loss over all processes' rows, so every decision taken from it
+    (and from ``val_score``, which must itself be reduced) is the same in all.
     """
     n = data[1].shape[0]
     if n < 2 and has_batch_norm(module):
@@ -261,7 +282,7 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
             optimizer.lr = lr
             progress = _progress_bar(n, run.n_iter + 1) if config.verbose >= 2 else None
             loss = float(run_single_epoch(module, optimizer, loss_fn, data, config,
-                                          generator, progress, fast))
+                                          generator, progress, fast, sync))
             if progress is not None:
                 progress.close()
             if not math.isfinite(loss):
@@ -293,9 +314,13 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
             # Full pass for fit, one batch for partial_fit (a full pass per call costs too much).
             rows = n if monitor else min(n, config.batch_size)
             chunk = max(config.batch_size, config.predict_rows)
-            run.reason = _keep_finite(
-                module, lambda: outputs_finite(module, loss_fn, data, rows, chunk),
-                (checkpoints.start, checkpoints.good), run.reason)
+
+            def check():
+                ok = outputs_finite(module, loss_fn, data, rows, chunk)
+                return ok if sync is None else sync.all(ok)
+
+            run.reason = _keep_finite(module, check, (checkpoints.start, checkpoints.good),
+                                      run.reason)
         if run.reason == "diverged":
             run.optimizer_state = None
         if run.best_weights is not None:
