@@ -140,8 +140,9 @@ class BaseMLPTorch(BaseEstimator):
         config = self._config(data[1].shape[0])
         # L-BFGS steps over all rows at once; the others over one batch.
         rows = data[1].shape[0] if config.optimizer == "lbfgs" else config.batch_size
-        with torch_threads(threads_for(3 * self._spec.macs(rows))):
-            reason = self._train(config, data, val_data, generator, incremental=incremental)
+        with torch_threads(threads_for(3 * self._spec.macs(rows))) as threads:
+            reason = self._train(config, data, val_data, generator, incremental=incremental,
+                                 on_epoch=threads.recheck)
         self._rng_state = generator.get_state()
         self._finish(reason, incremental)
 
@@ -276,7 +277,7 @@ class BaseMLPTorch(BaseEstimator):
             verbose=int(self.verbose), predict_rows=batch_rows(self._spec.widths()),
         )
 
-    def _train(self, config, data, val_data, generator, *, incremental):
+    def _train(self, config, data, val_data, generator, *, incremental, on_epoch=None):
         state = self._state
         if not incremental:
             # A new fit (also under warm_start) restarts stopping and the optimizer.
@@ -285,7 +286,7 @@ class BaseMLPTorch(BaseEstimator):
             state.lr = config.lr
             state.best_loss = np.inf
             state.schedule_start = state.n_iter
-        callback = self._callback()
+        callback = self._callback(on_epoch)
         loss = self._training_loss()
         device = data[1].device
         dropout_gen = generator
@@ -307,13 +308,17 @@ class BaseMLPTorch(BaseEstimator):
         finally:
             set_dropout_generator(self.module_, None)
 
-    def _callback(self):
-        if not self.callbacks:
+    def _callback(self, on_epoch=None):
+        """The per-epoch call of the training loop: ``on_epoch()`` (the thread
+        count's recheck), then the user's callbacks (None: nothing to call)."""
+        if not self.callbacks and on_epoch is None:
             return None
 
         def call(epoch, logs):
+            if on_epoch is not None:
+                on_epoch()
             stop = False
-            for cb in self.callbacks:
+            for cb in self.callbacks or ():
                 stop = bool(cb(self, epoch, logs)) or stop
             return stop
 
@@ -383,7 +388,7 @@ class BaseMLPTorch(BaseEstimator):
         module.eval()
         rows = min(X.shape[0], batch_rows(self._spec.widths()))
         inputs = as_rows(X, param.dtype, param.device, resident=False, codes=codes)
-        with torch.inference_mode(), torch_threads(threads_for(self._spec.macs(rows))):
+        with torch.inference_mode(), torch_threads(threads_for(self._spec.macs(rows)), wait=False):
             forward = inference(module)
             for xb in iter_batches(inputs, max(rows, 1)):
                 yb = transform(self._head.combine(forward(*xb))).cpu().numpy()

@@ -1,12 +1,22 @@
 """torch's intra-op thread count, chosen per fit / predict and always restored.
 
-Two limits, the smaller wins:
+Four limits, the smallest wins:
 
 * **Problem size.** Small networks run fastest on one thread: OpenMP's
-  fork/join costs more than tiny GEMMs gain, and when the cores are shared
-  (other processes, parallel searches) spinning OpenMP threads made a
-  300-row fit 25x slower here. Steps below ``SINGLE_THREAD_MACS``
+  fork/join costs more than tiny GEMMs gain. Steps below ``SINGLE_THREAD_MACS``
   multiply-adds use one thread.
+* **Idle cores.** OpenMP splits every matrix product between its threads and
+  waits for all of them at a barrier; when another process keeps a core busy,
+  the thread that shares that core runs only part of the time and every
+  product waits for it (a fit took 7x the one-thread time next to one busy
+  process on 2 cores). So a larger fit uses at most as many threads as there
+  are cores that other processes leave idle, measured from ``/proc/stat``
+  (Linux) over a short window minus this process's own CPU time, on the cores
+  ``os.sched_getaffinity`` allows. Elsewhere (no ``/proc/stat``) no such
+  limit applies.
+* **SKMLP_NUM_THREADS.** When the environment variable is set to a positive
+  integer it replaces the idle-core limit (no measurement): the most threads
+  a fit or prediction uses. ``auto`` (or unset) measures.
 * **joblib workers.** ``GridSearchCV(n_jobs=k)`` runs fits in loky worker
   processes (which get ``OMP_NUM_THREADS = cpu_count // k``), in threads
   (``backend="threading"``) or on Dask workers. Inside a worker the limit is
@@ -15,15 +25,24 @@ Two limits, the smaller wins:
   fits running in worker threads at that moment (at least 2: joblib runs
   ``n_jobs=1`` in the caller's thread, so a worker thread always has a sibling).
 
-Outside workers, a large fit uses torch's own setting. torch's OpenMP count is
-per thread, but changing it also sets the default that new threads start
-from: the first call to enter records the value, and every call that lowered
-it puts that value back on exit (also when it raises), so neither the caller's
-thread nor threads started later see a changed count.
+None of them raises torch's own setting (``torch.set_num_threads``), which a
+large fit on quiet cores uses. torch's OpenMP count is per thread, but
+changing it also sets the default that new threads start from: the first call
+to enter records the value, and every call that lowered it puts that value
+back on exit (also when it raises), so neither the caller's thread nor threads
+started later see a changed count.
+
+The idle-core measurement costs no waiting in the usual case: every fit and
+prediction reads the counters when it starts and ends (and skmlp does at
+import), so the window since the last reading (0.1 s to 5 s old) or the last
+measurement (at most 1 s old) is used. Only a fit with neither sleeps for
+``WINDOW`` seconds to measure; a prediction then skips the limit.
 """
 
+import math
 import os
 import threading
+import time
 
 import torch
 from joblib import cpu_count
@@ -34,10 +53,151 @@ from joblib.parallel import get_active_backend
 # (measured crossover: about 20M on Zen 5, 12-16M on Zen 3 in float32).
 SINGLE_THREAD_MACS = 20_000_000
 
+# Idle-core measurement: the shortest and longest window between two readings
+# of /proc/stat that count, and how long a measurement stays valid after it.
+WINDOW = 0.1
+MAX_WINDOW = 5.0
+MAX_AGE = 1.0
+# A core counts as idle when other processes leave at least 1 - SLACK of it.
+SLACK = 0.25
+ENV = "SKMLP_NUM_THREADS"
+
 _lock = threading.Lock()
 _active = 0  # calls currently inside ``torch_threads`` (any thread)
 _threaded = 0  # of those, how many run in joblib worker threads
 _outer = None  # torch's thread count before the first of them entered
+
+
+def _allowed_cpus():
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):  # not Linux
+        return None
+
+
+def _read_proc_stat():
+    """Seconds of idle time summed over this process's allowed cores, and how
+    many of them ``/proc/stat`` lists (None where there is no /proc/stat)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return _parse_proc_stat(text, _allowed_cpus())
+
+
+def _parse_proc_stat(text, allowed):
+    """(idle seconds, cores) from /proc/stat's per-core lines of the cores in
+    ``allowed`` (None: all); None when there are none."""
+    idle, cores = 0, 0
+    for line in text.split(b"\n"):
+        if not line.startswith(b"cpu") or line[3:4] == b" ":
+            continue  # not a per-core line ("cpu " is the total)
+        name, *fields = line.split()
+        if allowed is not None and int(name[3:]) not in allowed:
+            continue
+        idle += int(fields[3]) + int(fields[4])  # idle + iowait, in clock ticks
+        cores += 1
+    if cores == 0:
+        return None
+    return idle / _CLOCK_TICKS, cores
+
+
+try:
+    _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):
+    _CLOCK_TICKS = 100
+
+
+class _Reading:
+    __slots__ = ("wall", "idle", "cores", "own")
+
+    def __init__(self, wall, idle, cores, own):
+        self.wall, self.idle, self.cores, self.own = wall, idle, cores, own
+
+
+def _reading():
+    stat = _read_proc_stat()
+    if stat is None:
+        return None
+    return _Reading(time.monotonic(), stat[0], stat[1], time.process_time())
+
+
+def _busy_between(a, b):
+    """Cores other processes kept busy between readings ``a`` and ``b``."""
+    wall = b.wall - a.wall
+    busy = a.cores * wall - (b.idle - a.idle) - (b.own - a.own)
+    return min(max(busy / wall, 0.0), float(b.cores))
+
+
+class _Probe:
+    """Readings of /proc/stat and the latest measurement of other processes' load."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.last = None  # the latest reading
+        self.measured = None  # (monotonic time at its end, busy cores, cores)
+
+    def observe(self, force=False):
+        """Take a reading; measure the window since the last kept reading once
+        it is ``WINDOW`` long (``force``: any window, as after sleeping for one).
+        A shorter window is extended by the next reading; a longer one than
+        ``MAX_WINDOW`` is too old to describe now and starts a new one."""
+        now = _reading()
+        if now is None:
+            return None
+        last = self.last
+        window = None if last is None else now.wall - last.wall
+        if window is None or last.cores != now.cores or (window > MAX_WINDOW and not force):
+            self.last = now
+        elif window > 0 and (force or window >= WINDOW):
+            self.measured = (now.wall, _busy_between(last, now), now.cores)
+            self.last = now
+        return now
+
+    def idle_cores(self, wait):
+        """Cores other processes leave idle (None: unknown). ``wait``: when no
+        recent measurement exists, sleep ``WINDOW`` seconds to take one."""
+        with self.lock:
+            now = self.observe()
+            if now is None:
+                return None
+            if self.measured is None or now.wall - self.measured[0] > MAX_AGE:
+                if not wait:
+                    return None
+                self.measured = None
+                time.sleep(WINDOW)
+                self.observe(force=True)
+                if self.measured is None:  # the cores changed while it slept
+                    return None
+            _, busy, cores = self.measured
+        return cores - busy
+
+
+_probe = _Probe()
+_probe.observe()  # the first fit measures from skmlp's import on
+
+
+def idle_limit(wait=True):
+    """The idle-core limit: at most as many threads as other processes leave
+    cores idle (at least 1; None when that cannot be measured)."""
+    idle = _probe.idle_cores(wait)
+    return None if idle is None else max(1, math.floor(idle + SLACK))
+
+
+def env_threads():
+    """``SKMLP_NUM_THREADS`` as a thread count (None: unset or ``auto``)."""
+    value = os.environ.get(ENV, "").strip()
+    if value.lower() in ("", "auto"):
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{ENV}={value!r}: set it to a positive number of threads, or to "
+                         "'auto' (or unset it) to use the cores other processes leave idle.")
+    return n
 
 
 def threads_for(macs_per_step):
@@ -78,15 +238,31 @@ def _default_for_new_threads():
 
 class torch_threads:
     """Context manager: run the block with at most ``n_threads`` torch threads
-    (``None``: no size limit), and within a joblib worker's share."""
+    (``None``: no size limit), within a joblib worker's share and on no more
+    cores than other processes leave idle (or ``SKMLP_NUM_THREADS``).
 
-    def __init__(self, n_threads=None):
+    ``wait``: when no recent measurement of the idle cores exists, take one
+    (``WINDOW`` seconds); without it (predictions) the idle-core limit is then
+    skipped.
+    """
+
+    def __init__(self, n_threads=None, wait=True):
         self.n_threads = n_threads
+        self.wait = wait
 
     def __enter__(self):
         global _active, _threaded, _outer
         worker = in_joblib_worker()
         self.threaded = worker and threading.current_thread() is not threading.main_thread()
+        # Measured before taking the lock: it may sleep, and it raises for a bad
+        # SKMLP_NUM_THREADS before anything is changed.
+        self.probed = False
+        load_limit = None
+        if (self.n_threads is None or self.n_threads > 1) and torch.get_num_threads() > 1:
+            load_limit = env_threads()
+            if load_limit is None:
+                load_limit = idle_limit(self.wait)
+                self.probed = True
         with _lock:
             current = torch.get_num_threads()
             if _active == 0:
@@ -96,17 +272,37 @@ class torch_threads:
                 _outer = current if main else _default_for_new_threads()
             _active += 1
             _threaded += self.threaded
-            limits = [] if self.n_threads is None else [self.n_threads]
+            others = [] if self.n_threads is None else [self.n_threads]
             if worker:
                 limit = _worker_limit(self.threaded, _threaded)
-                limits += [] if limit is None else [limit]
+                others += [] if limit is None else [limit]
+            # The most the idle-core limit may give between epochs (``recheck``).
+            self.cap = min([current] + others)
+            limits = others + ([] if load_limit is None else [load_limit])
             self.changed = bool(limits) and min(limits) < current
             if self.changed:
                 torch.set_num_threads(min(limits))
         return self
 
+    def recheck(self):
+        """Between epochs: follow the other processes' load since the last
+        measurement (a neighbour that started or stopped during the fit)."""
+        if not self.probed:
+            return
+        limit = idle_limit(wait=False)
+        if limit is None:
+            return
+        with _lock:
+            target = min(self.cap, limit)
+            if target != torch.get_num_threads():
+                torch.set_num_threads(target)
+                self.changed = True
+
     def __exit__(self, *exc):
         global _active, _threaded, _outer
+        if self.probed:
+            with _probe.lock:  # what this call saw of the others' load, for the next one
+                _probe.observe()
         with _lock:
             _active -= 1
             _threaded -= self.threaded
