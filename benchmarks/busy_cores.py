@@ -28,7 +28,9 @@ Workloads
 Rounds are interleaved (every policy once per round and condition, in an order
 that rotates), so a slow phase of the shared machine does not land on one
 policy only. For each fit the table also gives the load that processes other
-than the fit kept on the machine (the neighbour included), from /proc/stat.
+than the fit kept on the machine (the neighbour included; at most the number of
+cores), from /proc/stat, and the 1-minute load average before it (how many
+processes wanted a core).
 """
 
 import argparse
@@ -125,6 +127,7 @@ def run_one(workload, policy, args):
     cmd = [sys.executable, __file__, "--child", workload, "--child-policy", policy,
            "--baseline", args.baseline, "--rows", str(args.rows),
            "--w2-epochs", str(args.w2_epochs), "--tabular-epochs", str(args.tabular_epochs)]
+    load_average = os.getloadavg()[0]
     idle0, cores = _idle_seconds()
     wall0 = time.monotonic()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -138,6 +141,7 @@ def run_one(workload, policy, args):
     child_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     # Cores kept busy by everything but the child (its start-up included in its CPU).
     result["others_load"] = round(max(0.0, cores - (idle1 - idle0) / wall - child_cpu / wall), 2)
+    result["load_average"] = load_average  # 1-minute, before the fit: runnable processes
     return result
 
 
@@ -173,7 +177,8 @@ def main():
                         results.append(res)
                         print(f"  {workload:<8} {condition:<6} {policy:<13} "
                               f"{res['seconds']:7.2f} s  threads {res['threads']}  "
-                              f"others' load {res['others_load']}", flush=True)
+                              f"others' load {res['others_load']}  "
+                              f"load average {res['load_average']:.1f}", flush=True)
             finally:
                 if neighbour is not None:
                     neighbour.kill()
@@ -190,8 +195,9 @@ def main():
 def table(results, policies):
     """Markdown: median fit seconds per workload, condition and policy, and the
     ratio to one thread under the same condition."""
-    lines = ["| workload | condition | " + " | ".join(policies) + " | others' load (cores) |",
-             "|---|---|" + "---|" * len(policies) + "---|"]
+    lines = ["| workload | condition | " + " | ".join(policies)
+             + " | others' load (cores) | load average |",
+             "|---|---|" + "---|" * len(policies) + "---|---|"]
     for workload in dict.fromkeys(r["workload"] for r in results):
         for condition in ("quiet", "busy"):
             rows = [r for r in results if r["workload"] == workload and r["condition"] == condition]
@@ -202,7 +208,9 @@ def table(results, policies):
             one = med.get("1 thread")
             cells = [f"{med[p]:.1f} s" + (f" ({med[p] / one:.2f}x)" if one else "") for p in policies]
             load = statistics.median(r["others_load"] for r in rows)
-            lines.append(f"| {workload} | {condition} | " + " | ".join(cells) + f" | {load:.2f} |")
+            average = statistics.median(r["load_average"] for r in rows)
+            lines.append(f"| {workload} | {condition} | " + " | ".join(cells)
+                         + f" | {load:.2f} | {average:.1f} |")
     return "\n".join(lines)
 
 

@@ -14,6 +14,9 @@ Four limits, the smallest wins:
   (Linux) over a short window minus this process's own CPU time, on the cores
   ``os.sched_getaffinity`` allows. Elsewhere (no ``/proc/stat``) no such
   limit applies.
+  Not when OpenMP threads sleep while they wait (``OMP_WAIT_POLICY=PASSIVE``):
+  then they cost a busy neighbour nothing while waiting, and measured all
+  threads finished sooner than one.
 * **SKMLP_NUM_THREADS.** When the environment variable is set to a positive
   integer it replaces the idle-core limit (no measurement): the most threads
   a fit or prediction uses. ``auto`` (or unset) measures.
@@ -178,9 +181,21 @@ _probe = _Probe()
 _probe.observe()  # the first fit measures from skmlp's import on
 
 
+def openmp_sleeps():
+    """True when OpenMP's waiting threads sleep instead of spinning
+    (``OMP_WAIT_POLICY=PASSIVE`` or ``GOMP_SPINCOUNT=0``, which OpenMP read when
+    torch loaded: the environment now says the same unless it was changed since)."""
+    return (os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+            or os.environ.get("GOMP_SPINCOUNT", "").strip() == "0")
+
+
 def idle_limit(wait=True):
     """The idle-core limit: at most as many threads as other processes leave
-    cores idle (at least 1; None when that cannot be measured)."""
+    cores idle (at least 1; None when that cannot be measured, and when OpenMP
+    threads sleep while they wait: then all threads finish sooner than one even
+    next to busy processes, see benchmarks/busy_cores.py)."""
+    if openmp_sleeps():
+        return None
     idle = _probe.idle_cores(wait)
     return None if idle is None else max(1, math.floor(idle + SLACK))
 

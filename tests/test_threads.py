@@ -258,6 +258,8 @@ class FakeMachine:
 
     def __init__(self, monkeypatch, cores=2, busy=0.0, own=0.0):
         self.cores, self.busy, self.own = cores, busy, own
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
         self.wall = self.idle = self.cpu = 0.0
         self.sleeps = []
         monkeypatch.setattr(threads_mod, "_read_proc_stat", lambda: (self.idle, self.cores))
@@ -311,6 +313,15 @@ def test_idle_limit_reuses_recent_readings(monkeypatch):
     assert machine.sleeps == [threads_mod.WINDOW]
 
 
+@pytest.mark.parametrize("env", [{"OMP_WAIT_POLICY": "passive"}, {"GOMP_SPINCOUNT": "0"}])
+def test_no_idle_limit_when_openmp_sleeps(monkeypatch, env):
+    machine = FakeMachine(monkeypatch, busy=1.0)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert threads_mod.idle_limit(wait=True) is None
+    assert machine.sleeps == []  # not even measured
+
+
 def test_idle_limit_without_proc_stat(monkeypatch):
     monkeypatch.setattr(threads_mod, "_read_proc_stat", lambda: None)
     monkeypatch.setattr(threads_mod, "_probe", threads_mod._Probe())
@@ -318,6 +329,8 @@ def test_idle_limit_without_proc_stat(monkeypatch):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the measurement reads /proc/stat")
-def test_idle_limit_on_this_machine():
+def test_idle_limit_on_this_machine(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     # Whatever the other processes do: between one thread and the allowed cores.
     assert 1 <= threads_mod.idle_limit(wait=True) <= len(os.sched_getaffinity(0))
