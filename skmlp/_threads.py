@@ -35,11 +35,12 @@ to enter records the value, and every call that lowered it puts that value
 back on exit (also when it raises), so neither the caller's thread nor threads
 started later see a changed count.
 
-The idle-core measurement costs no waiting in the usual case: every fit and
-prediction reads the counters when it starts and ends (and skmlp does at
-import), so the window since the last reading (0.1 s to 5 s old) or the last
-measurement (at most 1 s old) is used. Only a fit with neither sleeps for
-``WINDOW`` seconds to measure; a prediction then skips the limit.
+The idle-core measurement costs no waiting in the usual case: every fit,
+epoch and prediction reads the counters (and skmlp does at import), and the
+window since the last reading (0.1 s to a minute long) or a measurement at most
+1 s old is used. Only a fit with neither sleeps, for what the window lacks of
+``WINDOW`` seconds (a prediction then skips the limit). A stale answer lasts
+one epoch: the count is measured again after each.
 """
 
 import math
@@ -59,7 +60,7 @@ SINGLE_THREAD_MACS = 20_000_000
 # Idle-core measurement: the shortest and longest window between two readings
 # of /proc/stat that count, and how long a measurement stays valid after it.
 WINDOW = 0.1
-MAX_WINDOW = 5.0
+MAX_WINDOW = 60.0
 MAX_AGE = 1.0
 # A core counts as idle when other processes leave at least 1 - SLACK of it.
 SLACK = 0.25
@@ -169,7 +170,8 @@ class _Probe:
                 if not wait:
                     return None
                 self.measured = None
-                time.sleep(WINDOW)
+                # Only what the window since the last kept reading lacks.
+                time.sleep(max(0.0, WINDOW - (now.wall - self.last.wall)))
                 self.observe(force=True)
                 if self.measured is None:  # the cores changed while it slept
                     return None

@@ -313,6 +313,15 @@ def test_idle_limit_reuses_recent_readings(monkeypatch):
     assert machine.sleeps == [threads_mod.WINDOW]
 
 
+def test_idle_limit_waits_only_for_what_the_window_lacks(monkeypatch):
+    machine = FakeMachine(monkeypatch, busy=1.0)
+    threads_mod._probe.observe()  # e.g. at import
+    machine.advance(0.03)  # a fit right after the import
+    machine.sleeps.clear()
+    assert threads_mod.idle_limit(wait=True) == 1
+    assert machine.sleeps == [pytest.approx(threads_mod.WINDOW - 0.03)]
+
+
 @pytest.mark.parametrize("env", [{"OMP_WAIT_POLICY": "passive"}, {"GOMP_SPINCOUNT": "0"}])
 def test_no_idle_limit_when_openmp_sleeps(monkeypatch, env):
     machine = FakeMachine(monkeypatch, busy=1.0)
