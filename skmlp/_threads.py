@@ -6,17 +6,16 @@ Four limits, the smallest wins:
   fork/join costs more than tiny GEMMs gain. Steps below ``SINGLE_THREAD_MACS``
   multiply-adds use one thread.
 * **Idle cores.** OpenMP splits every matrix product between its threads and
-  waits for all of them at a barrier; when another process keeps a core busy,
-  the thread that shares that core runs only part of the time and every
-  product waits for it (a fit took 7x the one-thread time next to one busy
-  process on 2 cores). So a larger fit uses at most as many threads as there
-  are cores that other processes leave idle, measured from ``/proc/stat``
-  (Linux) over a short window minus this process's own CPU time, on the cores
+  waits for all of them at a barrier, spinning; when another process keeps a
+  core busy, the thread that shares that core runs only part of the time and
+  every product waits for it (fits took 8-36x the one-thread time on a busy
+  2-core machine, benchmarks/busy_cores.py). So a larger fit uses at most as
+  many threads as there are cores that other processes leave idle, measured
+  from ``/proc/stat`` (Linux) minus this process's own CPU time, on the cores
   ``os.sched_getaffinity`` allows. Elsewhere (no ``/proc/stat``) no such
-  limit applies.
-  Not when OpenMP threads sleep while they wait (``OMP_WAIT_POLICY=PASSIVE``):
-  then they cost a busy neighbour nothing while waiting, and measured all
-  threads finished sooner than one.
+  limit applies, nor when OpenMP threads sleep while they wait
+  (``OMP_WAIT_POLICY=PASSIVE``): then two threads finished sooner than one
+  even on the busy machine.
 * **SKMLP_NUM_THREADS.** When the environment variable is set to a positive
   integer it replaces the idle-core limit (no measurement): the most threads
   a fit or prediction uses. ``auto`` (or unset) measures.
