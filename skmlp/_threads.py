@@ -112,6 +112,10 @@ except (AttributeError, ValueError, OSError):
     _CLOCK_TICKS = 100
 
 
+# The clocks (module names, so that tests can give readings of their own).
+_monotonic, _process_time, _sleep = time.monotonic, time.process_time, time.sleep
+
+
 class _Reading:
     __slots__ = ("wall", "idle", "cores", "own")
 
@@ -123,7 +127,7 @@ def _reading():
     stat = _read_proc_stat()
     if stat is None:
         return None
-    return _Reading(time.monotonic(), stat[0], stat[1], time.process_time())
+    return _Reading(_monotonic(), stat[0], stat[1], _process_time())
 
 
 def _busy_between(a, b):
@@ -170,7 +174,7 @@ class _Probe:
                     return None
                 self.measured = None
                 # Only what the window since the last kept reading lacks.
-                time.sleep(max(0.0, WINDOW - (now.wall - self.last.wall)))
+                _sleep(max(0.0, WINDOW - (now.wall - self.last.wall)))
                 self.observe(force=True)
                 if self.measured is None:  # the cores changed while it slept
                     return None

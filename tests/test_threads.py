@@ -263,9 +263,9 @@ class FakeMachine:
         self.wall = self.idle = self.cpu = 0.0
         self.sleeps = []
         monkeypatch.setattr(threads_mod, "_read_proc_stat", lambda: (self.idle, self.cores))
-        monkeypatch.setattr(threads_mod.time, "monotonic", lambda: self.wall)
-        monkeypatch.setattr(threads_mod.time, "process_time", lambda: self.cpu)
-        monkeypatch.setattr(threads_mod.time, "sleep", self.advance)
+        monkeypatch.setattr(threads_mod, "_monotonic", lambda: self.wall)
+        monkeypatch.setattr(threads_mod, "_process_time", lambda: self.cpu)
+        monkeypatch.setattr(threads_mod, "_sleep", self.advance)
         monkeypatch.setattr(threads_mod, "_probe", threads_mod._Probe())
 
     def advance(self, seconds):
