@@ -86,7 +86,10 @@ def _read_proc_stat():
             text = f.read()
     except OSError:
         return None
-    return _parse_proc_stat(text, _allowed_cpus())
+    try:
+        return _parse_proc_stat(text, _allowed_cpus())
+    except (ValueError, IndexError):  # not the format this reads: no measurement
+        return None
 
 
 def _parse_proc_stat(text, allowed):
@@ -142,7 +145,7 @@ class _Probe:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.last = None  # the latest reading
+        self.last = None  # the reading the current window starts at
         self.measured = None  # (monotonic time at its end, busy cores, cores)
 
     def observe(self, force=False):
@@ -164,7 +167,8 @@ class _Probe:
 
     def idle_cores(self, wait):
         """Cores other processes leave idle (None: unknown). ``wait``: when no
-        recent measurement exists, sleep ``WINDOW`` seconds to take one."""
+        recent measurement exists, sleep until the window since the last kept
+        reading is ``WINDOW`` long and measure it."""
         with self.lock:
             now = self.observe()
             if now is None:
