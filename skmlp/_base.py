@@ -388,7 +388,7 @@ class BaseMLPTorch(BaseEstimator):
         module.eval()
         rows = min(X.shape[0], batch_rows(self._spec.widths()))
         inputs = as_rows(X, param.dtype, param.device, resident=False, codes=codes)
-        with torch.inference_mode(), torch_threads(threads_for(self._spec.macs(rows)), wait=False):
+        with torch.inference_mode(), torch_threads(threads_for(self._spec.macs(rows)), measure=False):
             forward = inference(module)
             for xb in iter_batches(inputs, max(rows, 1)):
                 yb = transform(self._head.combine(forward(*xb))).cpu().numpy()

@@ -38,8 +38,10 @@ The idle-core measurement costs no waiting in the usual case: every fit,
 epoch and prediction reads the counters (and skmlp does at import), and the
 window since the last reading (0.1 s to a minute long) or a measurement at most
 1 s old is used. Only a fit with neither sleeps, for what the window lacks of
-``WINDOW`` seconds (a prediction then skips the limit). A stale answer lasts
-one epoch: the count is measured again after each.
+``WINDOW`` seconds. A stale answer lasts one epoch: the count is measured
+again after each. Predictions do not measure: in float64 the last bits of a
+product can depend on the thread count, and a fitted model's predictions must
+not depend on the machine's load (``SKMLP_NUM_THREADS`` applies to them).
 """
 
 import math
@@ -265,14 +267,15 @@ class torch_threads:
     (``None``: no size limit), within a joblib worker's share and on no more
     cores than other processes leave idle (or ``SKMLP_NUM_THREADS``).
 
-    ``wait``: when no recent measurement of the idle cores exists, take one
-    (``WINDOW`` seconds); without it (predictions) the idle-core limit is then
-    skipped.
+    ``measure=False`` (predictions): no idle-core limit, only
+    ``SKMLP_NUM_THREADS``. In float64 the last bits of a matrix product can
+    depend on the thread count, and a fitted model's predictions must not
+    depend on what else the machine was doing.
     """
 
-    def __init__(self, n_threads=None, wait=True):
+    def __init__(self, n_threads=None, measure=True):
         self.n_threads = n_threads
-        self.wait = wait
+        self.measure = measure
 
     def __enter__(self):
         global _active, _threaded, _outer
@@ -284,8 +287,8 @@ class torch_threads:
         load_limit = None
         if (self.n_threads is None or self.n_threads > 1) and torch.get_num_threads() > 1:
             load_limit = env_threads()
-            if load_limit is None:
-                load_limit = idle_limit(self.wait)
+            if load_limit is None and self.measure:
+                load_limit = idle_limit(wait=True)
                 self.probed = True
         with _lock:
             current = torch.get_num_threads()

@@ -208,7 +208,7 @@ def test_small_fits_do_not_measure(threads4, monkeypatch):
     assert _threads_during_fit()[:-1] == [1, 1]
 
 
-def test_fit_may_wait_for_a_measurement_predict_may_not(threads4, monkeypatch):
+def test_fit_measures_and_predict_does_not(threads4, monkeypatch):
     waits = []
 
     def record(wait=True):
@@ -217,9 +217,22 @@ def test_fit_may_wait_for_a_measurement_predict_may_not(threads4, monkeypatch):
 
     monkeypatch.setattr("skmlp._threads.idle_limit", record)
     clf = MLPTorchClassifier((4,), max_iter=2, random_state=0).fit(X, y)
-    assert waits == [True, False, False]  # on entry, then after each epoch
+    assert waits == [True, False, False]  # on entry (may wait), then after each epoch
     clf.predict_proba(X)
-    assert waits == [True, False, False, False]
+    assert waits == [True, False, False]  # predictions never depend on the load
+
+
+def test_env_var_limits_predictions(threads4, monkeypatch):
+    from skmlp._threads import torch_threads
+
+    monkeypatch.setattr("skmlp._threads.idle_limit", _probe_must_not_run)
+    monkeypatch.setenv("SKMLP_NUM_THREADS", "2")
+    with torch_threads(None, measure=False):
+        assert torch.get_num_threads() == 2
+    monkeypatch.delenv("SKMLP_NUM_THREADS")
+    with torch_threads(None, measure=False):
+        assert torch.get_num_threads() == 4
+    assert torch.get_num_threads() == 4
 
 
 def test_thread_count_follows_the_load_between_epochs(threads4, monkeypatch):
