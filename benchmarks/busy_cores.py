@@ -206,7 +206,8 @@ def table(results, policies):
             med = {p: statistics.median(r["seconds"] for r in rows if r["policy"] == p)
                    for p in policies}
             one = med.get("1 thread")
-            cells = [f"{med[p]:.1f} s" + (f" ({med[p] / one:.2f}x)" if one else "") for p in policies]
+            cells = [f"{med[p]:.1f} s" + (f" ({med[p] / one:.2f}x)" if one else "")
+                     for p in policies]
             load = statistics.median(r["others_load"] for r in rows)
             average = statistics.median(r["load_average"] for r in rows)
             lines.append(f"| {workload} | {condition} | " + " | ".join(cells)

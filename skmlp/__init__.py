@@ -1,11 +1,11 @@
 """skmlp: scikit-learn MLP estimators whose network and training run in PyTorch.
 
-``LossCurveDisplay`` and ``to_onnx`` import matplotlib / onnx only when used.
+``LossCurveDisplay``, ``to_onnx`` and ``onnx_inputs`` import matplotlib / onnx only when used.
 """
 
 from ._classifier import MLPTorchClassifier
 from ._display import LossCurveDisplay
-from ._onnx import to_onnx
+from ._onnx import onnx_inputs, to_onnx
 from ._regressor import MLPTorchRegressor
 from ._tabular import TabularMLPClassifier, TabularMLPRegressor
 
@@ -17,6 +17,7 @@ __all__ = [
     "MLPTorchRegressor",
     "TabularMLPClassifier",
     "TabularMLPRegressor",
+    "onnx_inputs",
     "to_onnx",
     "__version__",
 ]

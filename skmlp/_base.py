@@ -9,25 +9,27 @@ through the head (``self._head``, from ``_heads``); the constructors and the
 parameter docs come from the table in ``_params``.
 """
 
-import copy
 import os
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import check_scoring
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_array
+from sklearn.utils import _safe_indexing, check_array
 from sklearn.utils.validation import check_is_fitted
 
-from ._columns import ColumnLayout, categorical_mask, declared_categories, numeric_statistics
-from ._data import (as_rows, batch_rows, check_table, check_X, compute_dtype, iter_batches,
-                    n_columns, resolve_device, to_tensor)
+from ._columns import (ColumnLayout, categorical_mask, categories_array, declared_categories,
+                       numeric_statistics)
+from ._data import (as_rows, batch_rows, check_frame, check_table, check_X, compute_dtype,
+                    iter_batches, n_columns, resolve_device, to_tensor)
 from ._fastpath import inference
 from ._lbfgs import fit_lbfgs
 from ._network import set_dropout_generator
-from ._params import hidden_dims_tuple, validate_params
+from ._params import check_frozen, frozen_values, hidden_dims_tuple, validate_params
 from ._persistence import pack, unpack
 from ._spec import NetworkSpec
 from ._threads import threads_for, torch_threads
@@ -84,31 +86,34 @@ class BaseMLPTorch(BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
-        saved = self._checkpoint(
-            continuing=incremental or any(self.warm_start is v for v in (True, np.True_)))
+        # Transactional: a call that raises leaves the estimator as it was.
+        # Attributes are restored by reference (a fit replaces them, it does
+        # not change them in place); what training changes in place (the
+        # weights, the device) is undone by the actions ``_fit_steps`` records.
+        saved = dict(self.__dict__)
+        undo = []
         try:
-            self._fit_steps(X, y, sample_weight, incremental=incremental, classes=classes)
+            self._fit_steps(X, y, sample_weight, incremental=incremental, classes=classes,
+                            undo=undo)
         except BaseException:
+            for action in reversed(undo):
+                action()
             self.__dict__.clear()
             self.__dict__.update(saved)
             raise
         return self
 
-    def _checkpoint(self, continuing):
-        """What a failing fit puts back: the attributes and, when the fit
-        continues the fitted network (``partial_fit``, ``warm_start``), copies
-        of what training changes in place (the module and the training state).
-        A fresh fit builds a new module and state, so references suffice."""
-        saved = dict(self.__dict__)
-        if continuing:
-            for name in ("module_", "_state"):
-                if name in saved:
-                    saved[name] = copy.deepcopy(saved[name])
-        return saved
+    def _continuing(self, incremental):
+        """Whether this call continues the fitted network (partial_fit, warm_start)."""
+        return hasattr(self, "module_") and (
+            incremental or any(self.warm_start is v for v in (True, np.True_)))
 
-    def _fit_steps(self, X, y, sample_weight, *, incremental, classes):
+    def _fit_steps(self, X, y, sample_weight, *, incremental, classes, undo):
         validate_params(self)
-        reset = not (hasattr(self, "module_") and (incremental or self.warm_start))
+        reset = not self._continuing(incremental)
+        if not reset:
+            check_frozen(self, self._frozen_params)
+        X_given = X
         (X, raw, mask), y = self._check_data(X, y, reset=reset)
         if X.shape[0] == 0:
             raise ValueError("Found array with 0 sample(s); at least one is required.")
@@ -127,24 +132,35 @@ class BaseMLPTorch(BaseEstimator):
         if reset:
             self._start(X, head_name, device)
         else:
-            self.module_.to(device)
+            module = self.module_
+            before = next(module.parameters()).device
+            if before != device:
+                module.to(device)
+                undo.append(lambda: module.to(before))
         dtype = self._spec.torch_dtype
         generator = torch.Generator().set_state(self._rng_state)
         early = self.early_stopping is True or self.early_stopping is np.True_ or (
             self.early_stopping == "auto" and X.shape[0] >= AUTO_EARLY_STOPPING_ROWS)
         split = early and not incremental and self.optimizer != "lbfgs"
-        self._validating = split
-        train, val = self._split(X, Y, weights, generator, split, val_weights, codes)
+        rows = (X, Y, weights, codes)
+        train, val = self._split(rows, val_weights, generator, split)
         data = self._tensors(*train, dtype, device)
-        val_data = self._tensors(*val, dtype, device) if split else None
-        config = self._config(data[1].shape[0])
+        val_score = None
+        if split:
+            val_score = self._validation_scorer(self._tensors(*val[:4], dtype, device),
+                                                X_given, y, val[4])
+        config = self._config(data[1].shape[0], early=split)
         # L-BFGS steps over all rows at once; the others over one batch.
         rows = data[1].shape[0] if config.optimizer == "lbfgs" else config.batch_size
         with torch_threads(threads_for(3 * self._spec.macs(rows))) as threads:
-            reason = self._train(config, data, val_data, generator, incremental=incremental,
-                                 on_epoch=threads.recheck)
+            run = self._train(config, data, val_score, generator, incremental=incremental,
+                              keep_start=not reset, on_epoch=threads.recheck)
+        if run.start_weights is not None:
+            module, start = self.module_, run.start_weights
+            undo.append(lambda: restore(module, start))
+            run.start_weights = None
         self._rng_state = generator.get_state()
-        self._finish(reason, incremental)
+        self._finish(run, incremental)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -162,11 +178,16 @@ class BaseMLPTorch(BaseEstimator):
     def _check_X(self, X, *, reset, y="no_validation", **kwargs):
         """Validated input as ``((X_num, X, mask), y)``: the numeric columns
         (float array or sparse), the input as given (for the categorical
-        columns' codes) and the mask of categorical columns."""
-        allow_nan = self.missing == "indicator"
+        columns' codes) and the mask of categorical columns.
+
+        A fitted model (``reset=False``) reads only its fitted configuration:
+        which columns are categorical, and whether NaN is filled."""
+        X = check_frame(X)
         if reset:
+            allow_nan = self.missing == "indicator"
             mask = categorical_mask(X, self.categorical_features, n_columns(X))
         else:
+            allow_nan = self._layout.missing == "indicator"
             mask = self._layout.categorical
         if not mask.any():
             out = check_X(self, X, y=y, reset=reset, allow_nan=allow_nan, **kwargs)
@@ -180,7 +201,7 @@ class BaseMLPTorch(BaseEstimator):
         """Learn the categories and numeric statistics (weighted by ``sample_weight``)."""
         if not mask.any():  # X validated: its width is known now
             mask = np.zeros(X.shape[1], dtype=bool)
-        layout = ColumnLayout(mask.copy())
+        layout = ColumnLayout(mask.copy(), missing=self.missing)
         names = getattr(self, "feature_names_in_", None)
         declared = declared_categories(self.categories, None if names is None else list(names),
                                        mask)
@@ -188,6 +209,7 @@ class BaseMLPTorch(BaseEstimator):
             layout.fit_categories(raw, weights, declared)
         self._layout = layout
         self.is_categorical_ = mask.copy()
+        self.categories_ = [categories_array(c) for c in layout.categories]
         self._numeric_stats = None
         if self.scaling is not None or self.missing == "indicator":
             self._numeric_stats = numeric_statistics(X, weights, self.scaling, self.missing)
@@ -213,7 +235,8 @@ class BaseMLPTorch(BaseEstimator):
         return sample_weight
 
     def _start(self, X, head_name, device):
-        """A fresh spec, network, generator and training state."""
+        """A fresh spec, network, generator and training state; the frozen
+        parameters recorded (continued training checks them)."""
         generator = torch.Generator().manual_seed(_seed_from(self.random_state))
         stats = self._numeric_stats or {}
         table = {"numeric_embedding": self.numeric_embedding}
@@ -235,57 +258,69 @@ class BaseMLPTorch(BaseEstimator):
             dtype=compute_dtype(self.dtype, X),
             n_ensemble=int(self.n_ensemble),
         )
+        self._frozen_params = frozen_values(self)
         self.module_ = self._spec.build(generator).to(device)
         self._rng_state = generator.get_state()
-        self._state = TrainState(lr=float(self.lr))
+        self._state = TrainState()
 
-    def _split(self, X, Y, weights, generator, split, val_weights=None, codes=None):
-        """Train / validation parts; the validation part keeps only ``sample_weight``.
+    def _split(self, rows, val_weights, generator, split):
+        """Train / validation parts of ``rows`` = (X, Y, weights, codes).
 
-        The validation score is what ``score`` would give on the held-out rows,
-        so class weights (folded into ``weights`` for training) do not enter it.
+        The validation part keeps only ``sample_weight`` (the score is what
+        ``score`` would give on the held-out rows, so class weights, folded
+        into ``weights`` for training, do not enter it) and its row indices.
+        Only rows of positive ``sample_weight`` are held out: a row of weight
+        zero carries no information about the score, so it stays in training
+        (where it contributes nothing), and the split of the others is the
+        one they would get without it.
         """
         if not split:
-            return (X, Y, weights, codes), None
+            return rows, None
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        X, Y, weights, codes = rows
         idx = np.arange(X.shape[0])
-        stratify = self._head.stratify(Y)
+        if val_weights is not None:
+            idx = idx[val_weights > 0]
+        if idx.shape[0] < 2:
+            raise ValueError(
+                f"early_stopping needs at least 2 samples of positive sample_weight to hold "
+                f"out a validation part; got {idx.shape[0]}. Set early_stopping=False.")
+        stratify = self._head.stratify(Y[idx])
         try:
             tr, va = train_test_split(idx, test_size=self.validation_fraction,
                                       random_state=seed, stratify=stratify)
         except ValueError:
             tr, va = train_test_split(idx, test_size=self.validation_fraction,
                                       random_state=seed)
+        if val_weights is not None:  # the rows of weight zero train (contributing nothing)
+            tr = np.sort(np.concatenate([tr, np.flatnonzero(val_weights <= 0)]))
         w_tr = None if weights is None else weights[tr]
         w_va = None if val_weights is None else val_weights[va]
         c_tr, c_va = (None, None) if codes is None else (codes[tr], codes[va])
-        return (X[tr], Y[tr], w_tr, c_tr), (X[va], Y[va], w_va, c_va)
+        return (X[tr], Y[tr], w_tr, c_tr), (X[va], Y[va], w_va, c_va, va)
 
     def _tensors(self, X, Y, weights, codes, dtype, device):
         Y_t = to_tensor(Y, torch.long if Y.dtype.kind in "iu" else dtype, device)
         W_t = None if weights is None else to_tensor(weights, dtype, device)
         return as_rows(X, dtype, device, codes=codes), Y_t, W_t
 
-    def _config(self, n_samples):
+    def _config(self, n_samples, *, early):
         batch = min(200 if self.batch_size == "auto" else self.batch_size, n_samples)
         return TrainConfig(
             optimizer=self.optimizer, lr=float(self.lr), momentum=float(self.momentum),
             nesterov=bool(self.nesterov), weight_decay=float(self.weight_decay),
             batch_size=batch, max_iter=self.max_iter, lr_schedule=self.lr_schedule,
             n_iter_no_change=self.n_iter_no_change, tol=float(self.tol),
-            shuffle=bool(self.shuffle), early_stopping=self._validating,
+            shuffle=bool(self.shuffle), early_stopping=early,
             verbose=int(self.verbose), predict_rows=batch_rows(self._spec.widths()),
         )
 
-    def _train(self, config, data, val_data, generator, *, incremental, on_epoch=None):
+    def _train(self, config, data, val_score, generator, *, incremental, keep_start,
+               on_epoch=None):
         state = self._state
         if not incremental:
-            # A new fit (also under warm_start) restarts stopping and the optimizer.
-            state.no_improvement, state.best_score = 0, -np.inf
-            state.best_weights, state.optimizer_state = None, None
-            state.lr = config.lr
-            state.best_loss = np.inf
-            state.schedule_start = state.n_iter
+            # A new fit (also under warm_start) starts a new optimizer, as scikit-learn's.
+            state = replace(state, optimizer_state=None)
         callback = self._callback(on_epoch)
         loss = self._training_loss()
         device = data[1].device
@@ -297,14 +332,13 @@ class BaseMLPTorch(BaseEstimator):
         set_dropout_generator(self.module_, dropout_gen)
         try:
             if config.optimizer == "lbfgs":
-                return fit_lbfgs(self.module_, loss, data, config, state, callback=callback)
-            val_score = None
-            if val_data is not None:
-                val_score = lambda module: self._validation_score(module, val_data)  # noqa: E731
+                return fit_lbfgs(self.module_, loss, data, config, state, callback=callback,
+                                 keep_start=keep_start)
             return fit_loop(self.module_, loss, data, config, generator, state,
                             epochs=1 if incremental else config.max_iter,
                             val_score=val_score, callback=callback,
-                            monitor=not incremental)
+                            monitor=not incremental, restart_schedule=not incremental,
+                            keep_start=keep_start)
         finally:
             set_dropout_generator(self.module_, None)
 
@@ -324,50 +358,77 @@ class BaseMLPTorch(BaseEstimator):
 
         return call
 
-    @torch.no_grad()
-    def _validation_score(self, module, val_data):
-        """The validation score, with the forward pass in predict-sized batches."""
-        X, Y, W = val_data
-        module.eval()
-        parts = [self._head.combine(module(*xb))
-                 for xb in iter_batches(X, batch_rows(self._spec.widths()))]
-        module.train()
-        out = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return float(self._head.score(out, Y, W))
+    def _validation_scorer(self, val_data, X_given, y, val_rows):
+        """``score(module) -> float`` on the held-out rows, higher is better:
+        ``score``'s metric (``scoring=None``), the negated validation loss
+        (``"loss"``), or a scikit-learn scorer on the rows as given."""
+        scoring = self.scoring
+        if scoring is None or (isinstance(scoring, str) and scoring == "loss"):
+            measure = self._head.score if scoring is None else self._negative_loss
+            return lambda module: self._outputs_score(module, val_data, measure)
+        scorer = check_scoring(self, scoring=scoring)
+        X_val, y_val = _safe_indexing(X_given, val_rows), y[val_rows]
+        W = val_data[2]
+        kwargs = {} if W is None else {"sample_weight": W.cpu().numpy()}
+        return lambda module: float(scorer(self, X_val, y_val, **kwargs))
 
-    def _finish(self, reason, incremental):
-        state = self._state
-        if self._validating and state.best_weights is not None:
-            restore(self.module_, state.best_weights)
-        state.best_weights = None
+    def _negative_loss(self, out, Y, W):
+        per_sample = self._head.loss(out, Y)
+        if per_sample.ndim > 1:
+            per_sample = per_sample.sum(dim=tuple(range(1, per_sample.ndim)))
+        total = per_sample.sum() if W is None else (per_sample * W).sum()
+        return -total / (per_sample.shape[0] if W is None else W.sum())
+
+    @torch.no_grad()
+    def _outputs_score(self, module, val_data, measure):
+        """``measure(outputs, Y, W)`` with the forward pass in predict-sized batches
+        (eval-mode semantics, without touching the module's mode)."""
+        X, Y, W = val_data
+        forward = inference(module)
+        parts = [self._head.combine(forward(*xb))
+                 for xb in iter_batches(X, batch_rows(self._spec.widths()))]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return float(measure(out, Y, W))
+
+    def _finish(self, run, incremental):
+        """Fitted attributes from the cumulative state and this call's run.
+
+        ``loss_curve_``, ``history_``, ``n_iter_`` and ``t_`` cover every
+        epoch the weights went through; ``validation_scores_`` and
+        ``best_validation_score_`` the fit that chose the weights held now
+        (None when the last call did not validate them).
+        """
+        self._state = state = self._state.absorb(run)
         self.n_iter_ = state.n_iter
         self.t_ = state.t
         self.loss_curve_ = list(state.loss_curve)
-        self.best_loss_ = state.best_loss if state.loss_curve else None
-        if self._validating and state.validation_scores:
-            self.validation_scores_ = list(state.validation_scores)
-            self.best_validation_score_ = max(state.validation_scores)
+        self.best_loss_ = min(state.loss_curve) if state.loss_curve else None
+        if run.validation_scores:
+            self.validation_scores_ = list(run.validation_scores)
+            self.best_validation_score_ = run.best_score
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
         self.history_ = [dict(h) for h in state.history]
-        if reason == "diverged":
+        scaled = self._spec.scaling is not None
+        if run.reason == "diverged":
+            advice = "" if scaled else " or scale the inputs (e.g. scaling='standard')"
             warnings.warn(
                 f"Training diverged after {state.n_iter} epoch(s): the loss or the "
                 f"network's outputs became NaN or infinite. Earlier finite weights were "
-                f"kept. Lower `lr` "
-                f"(now {self.lr}) or scale the inputs (e.g. StandardScaler).",
+                f"kept. Lower `lr` (now {self.lr}){advice}.",
                 ConvergenceWarning,
             )
-        elif reason == "max_iter" and not incremental:
+        elif run.reason == "max_iter" and not incremental:
             solver = "lbfgs" if self.optimizer == "lbfgs" else "Stochastic Optimizer"
+            advice = "Increase max_iter." if scaled else "Increase max_iter or scale the data."
             warnings.warn(
                 f"{solver}: Maximum iterations ({self.max_iter}) reached and the "
-                "optimization hasn't converged yet. Increase max_iter or scale the data.",
+                f"optimization hasn't converged yet. {advice}",
                 ConvergenceWarning,
             )
         elif (incremental and self.lr_schedule == "cosine"
-              and state.n_iter >= self.max_iter):
+              and state.n_iter - state.schedule_start >= self.max_iter):
             warnings.warn(
                 f"lr_schedule='cosine' reached lr=0 after max_iter={self.max_iter} "
                 "partial_fit calls: further calls do not change the network. Raise "
@@ -377,7 +438,11 @@ class BaseMLPTorch(BaseEstimator):
 
     # -------------------------------------------------------------- predict
     def _forward(self, X, transform):
-        """Raw network outputs of X, batch by batch, through ``transform``."""
+        """Raw network outputs of X, batch by batch, through ``transform``.
+
+        Reads only the fitted state, and never changes the module (its mode
+        included) or the calling thread's torch settings, so a callback or
+        another thread may predict while the network trains."""
         check_is_fitted(self, "module_")
         (X, raw, mask), _ = self._check_X(X, reset=False)
         codes = self._layout.encode(raw) if mask.any() else None
@@ -385,10 +450,10 @@ class BaseMLPTorch(BaseEstimator):
         param = next(module.parameters())
         out = None
         start = 0
-        module.eval()
         rows = min(X.shape[0], batch_rows(self._spec.widths()))
         inputs = as_rows(X, param.dtype, param.device, resident=False, codes=codes)
-        with torch.inference_mode(), torch_threads(threads_for(self._spec.macs(rows)), measure=False):
+        threads = torch_threads(threads_for(self._spec.macs(rows)), measure=False)
+        with torch.inference_mode(), threads:
             forward = inference(module)
             for xb in iter_batches(inputs, max(rows, 1)):
                 yb = transform(self._head.combine(forward(*xb))).cpu().numpy()

@@ -35,6 +35,10 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         Names of features seen during fit, when X has string column names.
     is_categorical_ : ndarray of bool of shape (`n_features_in_`,)
         Which columns were taken as categorical (``categorical_features``).
+    categories_ : list of ndarray
+        Per categorical column, in column order, the categories the model
+        knows, sorted (as ``OneHotEncoder.categories_``; empty without
+        categorical columns).
     n_outputs_ : int
         Number of output units (1 for binary targets).
     module_ : torch.nn.Module
@@ -49,10 +53,12 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     best_loss_ : float
         Minimum of ``loss_curve_``.
     validation_scores_ : list of float or None
-        Validation accuracy per epoch, weighted by ``sample_weight`` but not by
-        ``class_weight``, as ``score`` (None without early stopping).
+        With early stopping, the monitored validation score (``scoring``;
+        accuracy by default, weighted by ``sample_weight``) of every epoch of the
+        last ``fit``, which chose the weights held; None when the last call did
+        not validate.
     best_validation_score_ : float or None
-        Best validation accuracy (None without early stopping).
+        The best of ``validation_scores_``: the score of the weights kept.
     history_ : list of dict
         One dict per epoch with keys "epoch", "loss", "val_score", "lr" and
         "seconds".
@@ -95,6 +101,13 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
                 raise
             raise ValueError(f"{exc}\nFor a continuous target use MLPTorchRegressor, or bin "
                              "it into classes first (e.g. np.digitize).") from exc
+        if type_of_target(y) == "multiclass-multioutput":
+            raise ValueError(
+                f"y has {y.shape[1]} columns with more than two classes each (a "
+                f"multiclass-multioutput target), which {type(self).__name__} does not "
+                "support: it takes binary, multiclass and multilabel-indicator (0/1 columns) "
+                "targets. Fit one classifier per column, e.g. with "
+                "sklearn.multioutput.MultiOutputClassifier.")
         return X, y
 
     def _training_loss(self):

@@ -230,12 +230,24 @@ def _pandas_codes(X, j, cats):
     return found
 
 
+def categories_array(categories):
+    """One column's categories as ``categories_`` shows them (as
+    ``OneHotEncoder.categories_``): a numeric array when they are all numbers,
+    else an object array; sorted as the codes are."""
+    if categories and all(isinstance(v, numbers.Number) for v in categories):
+        return np.asarray(categories)
+    out = np.empty(len(categories), dtype=object)
+    out[:] = categories
+    return out
+
+
 @dataclass
 class ColumnLayout:
     """What was learned about the columns in ``fit`` (plain data)."""
 
     categorical: np.ndarray  # bool mask over the columns as given
     categories: list = field(default_factory=list)  # per categorical column, sorted values
+    missing: str = "error"  # NaN in numeric columns: an error, or filled ("indicator")
 
     @property
     def cardinalities(self):
@@ -278,11 +290,13 @@ class ColumnLayout:
         return codes
 
     def to_dict(self):
-        return {"categorical": self.categorical.tolist(), "categories": self.categories}
+        return {"categorical": self.categorical.tolist(), "categories": self.categories,
+                "missing": self.missing}
 
     @classmethod
     def from_dict(cls, state):
-        return cls(np.asarray(state["categorical"], dtype=bool), list(state["categories"]))
+        return cls(np.asarray(state["categorical"], dtype=bool), list(state["categories"]),
+                   state.get("missing", "error"))
 
 
 # ---------------------------------------------------------- numeric statistics

@@ -6,13 +6,16 @@ batch of rows at a time, in training and in prediction. The loops see every
 kind through one ``_Rows`` interface (``as_rows``).
 """
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.utils import check_array, check_X_y
+from sklearn.utils import validation as sk_validation
 from sklearn.utils.validation import validate_data
 
-from ._columns import numeric_part
+from ._columns import _library, column_names, is_dataframe, numeric_part
 from ._training import tensor_abs_max
 
 PREDICT_BATCH_ELEMENTS = 1 << 21  # ~16 MB of float64 input per predict batch
@@ -25,10 +28,27 @@ NUMERIC_HINT = (
     "'from_dtype', the default), or name the columns in categorical_features. Other "
     "columns must be numeric (and the regressor's target too)."
 )
-MISSING_HINT = ("skmlp needs finite numbers: for missing values in X's numeric columns set "
-                "missing='indicator' (median fill plus one 0/1 input per column) or impute "
-                "them; drop rows whose target is missing; replace or clip infinite values "
-                "(e.g. np.nan_to_num).")
+DATE_HINT = ("skmlp does not encode dates and durations itself: turn each into numbers "
+             "(e.g. df[col].dt.year, df[col].dt.dayofweek, or (df[col] - df[col].min()).dt.days) "
+             "or into a category (df[col].astype(str), or list it in categorical_features).")
+NAN_HINT = ("for missing values in X's numeric columns set missing='indicator' (median fill "
+            "plus one 0/1 input per column) or impute them.")
+INF_HINT = "replace or clip infinite values in X (e.g. np.nan_to_num)"
+Y_HINT = ("drop the rows whose target is missing or infinite, e.g. keep = np.isfinite(y); "
+          "X, y = X[keep], y[keep].")
+
+
+def _missing_hint(text, allow_nan):
+    """What to do about NaN / inf, for the input (X or y) and the settings at hand."""
+    if "Input y contains" in text or "y contains" in text.split(".")[0]:
+        return Y_HINT
+    if "infinity" in text:
+        if allow_nan:
+            return INF_HINT + ", or set them to NaN, which missing='indicator' fills."
+        return INF_HINT + "; for missing values (NaN) set missing='indicator'."
+    return NAN_HINT
+
+
 # (substrings of scikit-learn's message, what to do): the first match is appended.
 HINTS = (
     (("Complex data",), "skmlp needs real numbers in X and y: pass the real and imaginary parts "
@@ -36,22 +56,68 @@ HINTS = (
     (("could not convert", "Unable to convert", "dtype='numeric'",
       "must be a string or a real number", "must be a string or a number", "Cannot cast"),
      NUMERIC_HINT),
-    (("contains infinity", "contains NaN"), MISSING_HINT),
-    (("dim <= 2 is required",), "X must be 2-d (n_samples, n_features) and y 1-d or 2-d: "
-     "reshape, e.g. X.reshape(len(X), -1)."),
+    (("contains infinity", "contains NaN"), _missing_hint),
+    # scikit-learn 1.9 says "dim <= 2 is required", 1.6 "expected <= 2"
+    (("dim <= 2 is required", "expected <= 2"), "X must be 2-d (n_samples, n_features) and y "
+     "1-d or 2-d: reshape, e.g. X.reshape(len(X), -1)."),
     (("features, but",), "Pass the same columns, in the same order, as during fit."),
 )
 
 
-def with_hint(exc):
+def with_hint(exc, allow_nan=False):
     """``exc`` (ValueError/TypeError) with a line saying what to do, if one fits."""
     text = str(exc)
     for keys, hint in HINTS:
         if any(key in text for key in keys):
             if keys[0] == "Complex data":
                 text = "Complex data not supported."  # scikit-learn's text prints the array
+            if callable(hint):
+                hint = hint(text, allow_nan)
             return type(exc)(f"{text}\n{hint}")
     return exc
+
+
+def check_frame(X):
+    """X itself, or a clear error for inputs that are no table yet (a polars
+    LazyFrame must be collected first)."""
+    if type(X).__name__ == "LazyFrame" and type(X).__module__.split(".")[0] == "polars":
+        raise TypeError("X is a polars LazyFrame, which holds a query, not data: call "
+                        "X.collect() and pass the DataFrame.")
+    return X
+
+
+def _is_date_dtype(dt):
+    text = str(dt).lower()
+    return any(k in text for k in ("datetime", "timedelta", "period", "date", "duration",
+                                   "time"))
+
+
+def _non_numeric_error(X, bad):
+    shown = ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else "")
+    dates = [b for b in bad if _is_date_dtype(b.rsplit("(", 1)[-1])]
+    hint = DATE_HINT if dates and len(dates) == len(bad) else (
+        NUMERIC_HINT + (" " + DATE_HINT if dates else ""))
+    return ValueError(f"X has {len(bad)} non-numeric column(s): {shown}. {hint}")
+
+
+def _text_in_numeric_columns(X):
+    """``'name' (e.g. 'value')`` for each pandas / polars column that numpy cannot
+    turn into floats (text in a column that is not categorical)."""
+    module = type(X).__module__.split(".")[0]
+    found = []
+    if module == "pandas" and hasattr(X, "columns"):
+        for name in X.columns:
+            col = X[name]
+            if col.dtype != object:
+                continue
+            for value in col.to_numpy(dtype=object):
+                try:
+                    float(value)
+                except (TypeError, ValueError):
+                    if value is not None:
+                        found.append(f"{name!r} (e.g. {value!r})")
+                        break
+    return found
 
 
 def non_numeric_columns(X):
@@ -91,23 +157,89 @@ def n_columns(X):
     return int(shape[1]) if len(shape) == 2 else 0
 
 
-def _hinted(call):
+def _hinted(call, X=None, allow_nan=False, fitted=False):
     try:
         return call()
     except (ValueError, TypeError) as exc:
-        hinted = with_hint(exc)
+        text = _text_in_numeric_columns(X) if X is not None else []
+        if text and any(k in str(exc) for k in ("could not convert", "Unable to convert")):
+            where = ("numeric in fit: pass numbers there, as in fit (to encode it as "
+                     "categories, refit with it in categorical_features or with a category "
+                     "or string dtype)" if fitted else
+                     "not categorical: give it a category or string dtype (or list it in "
+                     "categorical_features) to encode it as categories, or convert it with "
+                     "pd.to_numeric(..., errors='coerce')")
+            raise type(exc)(f"X's column(s) {', '.join(text)} hold text, but the column is "
+                            f"{where}.") from exc
+        hinted = with_hint(exc, allow_nan)
         if hinted is exc:
             raise
         raise hinted from exc
 
 
+def canonical_sparse(X):
+    """Sparse X with duplicate entries summed (on a copy; X is never modified):
+    statistics read the stored values, which must each be one cell."""
+    if sp.issparse(X) and not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
+def _names_sklearn_cannot_read(X):
+    """The column names of a polars DataFrame when this scikit-learn does not
+    read them, else None: scikit-learn before 1.9 reads them through the
+    dataframe interchange protocol, which polars 2 dropped."""
+    # scikit-learn's own reader (private; in 1.6 - 1.9), looked up at each call
+    reader = getattr(sk_validation, "_get_feature_names", None)
+    if _library(X) != "polars" or not is_dataframe(X) or reader is None:
+        return None
+    names = column_names(X)
+    if not names:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # polars 1 deprecates the interchange protocol
+        read = reader(X)
+    return None if read is not None else names
+
+
+def validate_with_names(estimator, X, y="no_validation", *, reset, **kwargs):
+    """``validate_data``, with polars column names handled here when
+    scikit-learn cannot read them: set as ``feature_names_in_`` in ``fit``,
+    compared with them afterwards, as scikit-learn does for pandas."""
+    names = _names_sklearn_cannot_read(X)
+    if names is None:
+        return validate_data(estimator, X, y, reset=reset, **kwargs)
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if not reset and fitted is not None and list(fitted) != names:
+        raise ValueError(f"The feature names should match those that were passed during fit: "
+                         f"X has columns {names}, the estimator was fitted on "
+                         f"{list(fitted)}. Pass the same columns, in the same order.")
+    with warnings.catch_warnings():  # the names are checked here
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        out = validate_data(estimator, X, y, reset=reset, **kwargs)
+    if reset:
+        estimator.feature_names_in_ = np.asarray(names, dtype=object)
+    elif fitted is None:
+        warnings.warn(f"X has feature names, but {type(estimator).__name__} was fitted "
+                      "without feature names", UserWarning)
+    return out
+
+
 def check_X(estimator, X, *, reset, y="no_validation", allow_nan=False, **kwargs):
-    """``validate_data`` with floats kept as they are and clearer errors."""
+    """``validate_data`` with floats kept as they are, duplicate sparse entries
+    summed, and clearer errors."""
     bad = non_numeric_columns(X)
     if bad:
-        shown = ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else "")
-        raise ValueError(f"X has {len(bad)} non-numeric column(s): {shown}. {NUMERIC_HINT}")
-    return _hinted(lambda: validate_data(
+        raise _non_numeric_error(X, bad)
+    out = _validated(estimator, X, reset=reset, y=y, allow_nan=allow_nan, **kwargs)
+    if isinstance(out, tuple):
+        return canonical_sparse(out[0]), out[1]
+    return canonical_sparse(out)
+
+
+def _validated(estimator, X, *, reset, y, allow_nan, **kwargs):
+    return _hinted(lambda: validate_with_names(
         estimator,
         X,
         y,
@@ -116,21 +248,28 @@ def check_X(estimator, X, *, reset, y="no_validation", allow_nan=False, **kwargs
         dtype=np.float32 if _all_float32_polars(X) else (np.float64, np.float32),
         ensure_all_finite="allow-nan" if allow_nan else True,
         **kwargs,
-    ))
+    ), X, allow_nan, fitted=not reset)
 
 
 def check_table(estimator, X, mask, *, reset, y="no_validation", allow_nan=False, **kwargs):
     """For input with categorical columns (``mask``): names and counts checked
     on ``X`` as given, then its numeric columns (and y) validated as
     ``check_X`` would. Returns ``(X_num, y)`` (y None when not given)."""
-    validate_data(estimator, X, reset=reset, skip_check_array=True)
+    validate_with_names(estimator, X, reset=reset, skip_check_array=True)
     numeric = numeric_part(X, mask)
+    bad = non_numeric_columns(numeric)
+    if bad:
+        raise _non_numeric_error(numeric, bad)
     options = dict(dtype=np.float32 if _all_float32_polars(numeric) else (np.float64, np.float32),
                    ensure_all_finite="allow-nan" if allow_nan else True,
                    ensure_min_features=0)
+    if n_columns(numeric) == 0:  # every column is categorical
+        numeric = np.empty((X.shape[0], 0), dtype=np.float64)
     if isinstance(y, str) and y == "no_validation":
-        return _hinted(lambda: check_array(numeric, input_name="X", **options)), None
-    return _hinted(lambda: check_X_y(numeric, y, **options, **kwargs))
+        return _hinted(lambda: check_array(numeric, input_name="X", **options), numeric,
+                       allow_nan, fitted=not reset), None
+    return _hinted(lambda: check_X_y(numeric, y, **options, **kwargs), numeric, allow_nan,
+                   fitted=not reset)
 
 
 def compute_dtype(param, X):

@@ -40,11 +40,17 @@ class LossCurveDisplay:
     line_ : matplotlib Line2D
         The training-loss line.
     lines_ : list of matplotlib Line2D
-        All lines drawn: the loss, then the validation score if any.
+        All lines drawn: the loss, then the validation score and the kept
+        epoch's marker if any.
     ax_ : matplotlib Axes
         The axes of the loss.
     ax_val_ : matplotlib Axes or None
         The twin axes of the validation score (None without one).
+    best_line_ : matplotlib Line2D or None
+        The vertical line at the epoch whose weights were kept (the best
+        validation score; None without validation scores).
+    legend_ : matplotlib Legend
+        The legend (below the axes when there is a validation score).
     figure_ : matplotlib Figure
         The figure holding the axes.
 
@@ -59,7 +65,7 @@ class LossCurveDisplay:
     ...                          random_state=0).fit(X, y)
     >>> disp = LossCurveDisplay.from_estimator(clf)
     >>> len(disp.lines_)
-    2
+    3
     """
 
     def __init__(self, loss_curve, validation_scores=None, *, estimator_name=None):
@@ -74,8 +80,9 @@ class LossCurveDisplay:
 
         Parameters
         ----------
-        estimator : MLPTorchClassifier or MLPTorchRegressor
-            A fitted estimator (``loss_curve_``, ``validation_scores_``).
+        estimator : MLPTorchClassifier, MLPTorchRegressor or Pipeline
+            A fitted estimator (``loss_curve_``, ``validation_scores_``), or a
+            fitted pipeline (or search) whose final estimator is one.
         ax : matplotlib Axes, default=None
             Axes to draw on; a new figure when None.
         name : str, default=None
@@ -87,6 +94,7 @@ class LossCurveDisplay:
         -------
         display : LossCurveDisplay
         """
+        estimator = _final_estimator(estimator)
         check_is_fitted(estimator, "loss_curve_")
         display = cls(
             estimator.loss_curve_,
@@ -125,15 +133,40 @@ class LossCurveDisplay:
         ax.set_ylabel("training loss")
         self.lines_ = [self.line_]
         self.ax_val_ = None
+        self.best_line_ = None
         if self.validation_scores is not None:
             scores = np.asarray(self.validation_scores, dtype=float)
+            # The scores belong to the last fit: its epochs end the loss curve.
+            val_epochs = np.arange(loss.shape[0] - scores.shape[0] + 1, loss.shape[0] + 1)
             self.ax_val_ = ax.twinx()
             kwargs = {"label": "validation score", "color": "C1", **(validation_kwargs or {})}
-            (val_line,) = self.ax_val_.plot(np.arange(1, scores.shape[0] + 1), scores,
-                                            **kwargs)
+            (val_line,) = self.ax_val_.plot(val_epochs, scores, **kwargs)
             self.ax_val_.set_ylabel("validation score")
             self.lines_.append(val_line)
-        ax.legend(self.lines_, [line.get_label() for line in self.lines_], loc="best")
+            if np.isfinite(scores).any():
+                best = int(val_epochs[np.nanargmax(scores)])
+                self.best_line_ = ax.axvline(best, color="0.4", linestyle="--", linewidth=1,
+                                             label=f"weights kept (epoch {best})")
+                self.lines_.append(self.best_line_)
+            # Below the axes, where no curve can hide it or be hidden by it.
+            self.legend_ = ax.legend(self.lines_, [line.get_label() for line in self.lines_],
+                                     loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                                     ncol=len(self.lines_), frameon=False)
+            ax.figure.subplots_adjust(bottom=0.22)
+        else:
+            self.legend_ = ax.legend(self.lines_, [line.get_label() for line in self.lines_],
+                                     loc="best")
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
+
+
+def _final_estimator(estimator):
+    """The model inside a fitted pipeline or search (the estimator itself otherwise)."""
+    while True:
+        if hasattr(estimator, "best_estimator_"):
+            estimator = estimator.best_estimator_
+        elif hasattr(estimator, "steps") and hasattr(estimator, "named_steps"):
+            estimator = estimator.steps[-1][1]
+        else:
+            return estimator

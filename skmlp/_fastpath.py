@@ -207,32 +207,29 @@ def plan(module, loss):
 
 
 def inference(module):
-    """``module``'s eval-mode forward with activations applied in place.
+    """``module``'s eval-mode forward, which never reads or sets ``training``.
 
-    Saves one output-sized allocation per hidden layer in ``predict``; blocks
-    with batch norm run their own forward; a module that is not an ``MLP`` is
-    returned as it is.
+    Plain networks get activations applied in place (one output-sized
+    allocation saved per hidden layer in ``predict``); ensembles and batch
+    norm run ``MLP.forward_eval``. A module that is not an ``MLP`` is put in
+    eval mode and returned as it is.
     """
-    if not isinstance(module, MLP) or module.n_ensemble > 1:
-        return module
+    if not isinstance(module, MLP):
+        return module.eval()
+    if module.n_ensemble > 1 or any(block.norm is not None for block in module.blocks):
+        return module.forward_eval
     table = module.input
     steps = []
     for block in module.blocks:  # dropout is the identity in eval mode
-        if block.norm is None:
-            act = block.kind.in_place or block.kind.forward
-            steps.append((block.linear, act))
-        else:
-            steps.append((block, None))
+        steps.append((block.linear, block.kind.in_place or block.kind.forward))
     output = module.output
 
     def forward(x_num, x_cat=None):
         h = x_num if table is None else table(x_num, x_cat)
         for layer, act in steps:
-            if act is None:
-                h = layer(h)
-                continue
             h = F.linear(h, layer.weight, layer.bias)
-            h = act(h)
+            if act is not None:  # None: the identity
+                h = act(h)
         return F.linear(h, output.weight, output.bias)
 
     return forward

@@ -15,7 +15,7 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ._network import decay_groups
-from ._training import restore, snapshot
+from ._training import FitRun, restore, snapshot
 
 MAX_FUN = 15000
 CHUNK_ROWS = 65536
@@ -46,8 +46,29 @@ def _objective(module, loss_fn, data, params, decayed, weight_decay):
     return data_loss, penalty
 
 
-def fit_lbfgs(module, loss_fn, data, config, state, *, callback=None):
-    """Minimise the training loss with L-BFGS-B; returns the stop reason."""
+def fit_lbfgs(module, loss_fn, data, config, state, *, callback=None, keep_start=False):
+    """Minimise the training loss with L-BFGS-B; returns a ``FitRun``.
+
+    ``state`` is only read. If anything raises, the weights are put back as
+    they were (the module is left in eval mode); ``keep_start`` also hands
+    them to the caller (``run.start_weights``).
+    """
+    run = FitRun(start_iter=state.n_iter, schedule_start=state.n_iter)
+    start = snapshot(module)
+    try:
+        run.reason = _minimise(module, loss_fn, data, config, run, start, callback)
+    except BaseException:
+        restore(module, start)
+        module.eval()
+        for p in module.parameters():
+            p.grad = None
+        raise
+    if keep_start:
+        run.start_weights = start
+    return run
+
+
+def _minimise(module, loss_fn, data, config, run, start, callback):
     module.train()
     params = list(module.parameters())
     decayed = decay_groups(module, config.weight_decay)[0]["params"]
@@ -68,24 +89,22 @@ def fit_lbfgs(module, loss_fn, data, config, state, *, callback=None):
         return value, grad
 
     stopped = {"callback": False, "tic": time.perf_counter()}
-    best = {"loss": math.inf, "weights": snapshot(module)}
 
     def on_iteration(intermediate_result):
         theta = intermediate_result.x
         if "x" not in cache or not np.array_equal(theta, cache["x"]):
             fun(theta)
         loss = cache["loss"]
-        state.n_iter += 1
-        state.t += n
-        state.loss_curve.append(loss)
-        state.best_loss = min(state.best_loss, loss)
-        logs = {"epoch": state.n_iter, "loss": loss, "val_score": None, "lr": None,
+        run.losses.append(loss)
+        run.samples += n
+        run.best_loss = min(run.best_loss, loss)
+        logs = {"epoch": run.n_iter, "loss": loss, "val_score": None, "lr": None,
                 "seconds": time.perf_counter() - stopped["tic"]}
         stopped["tic"] = time.perf_counter()
-        state.history.append(logs)
+        run.history.append(logs)
         if config.verbose:
-            print(f"Iteration {state.n_iter}: loss = {loss:.8f}")
-        if callback is not None and callback(state.n_iter, dict(logs)):
+            print(f"Iteration {run.n_iter}: loss = {loss:.8f}")
+        if callback is not None and callback(run.n_iter, dict(logs)):
             stopped["callback"] = True
             raise StopIteration
 
@@ -102,7 +121,7 @@ def fit_lbfgs(module, loss_fn, data, config, state, *, callback=None):
     for p in params:
         p.grad = None
     if final is None or not math.isfinite(result.fun):
-        restore(module, best["weights"])
+        restore(module, start)
         return "diverged"
     if stopped["callback"]:
         return "callback"

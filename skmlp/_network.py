@@ -128,6 +128,15 @@ class Block(nn.Module):
         h = self.act(h)
         return h if self.dropout is None else self.dropout(h)
 
+    def forward_eval(self, x):
+        """``forward`` as in eval mode, whatever ``self.training`` says."""
+        h = self.linear(x)
+        if self.norm is not None:
+            norm = self.norm
+            h = F.batch_norm(h, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                             False, 0.0, norm.eps)
+        return self.act(h)
+
 
 # Categorical columns with at most this many codes (categories + missing +
 # unknown) are one-hot coded; wider ones get a learned EMBEDDING_DIM embedding.
@@ -283,6 +292,18 @@ class MLP(nn.Module):
             x = self.adapter(x)
         for block in self.blocks:
             x = block(x)
+        return self.output(x)
+
+    def forward_eval(self, x_num, x_cat=None):
+        """``forward`` as in eval mode (no dropout, batch norm on its running
+        statistics) without reading or setting any module's ``training`` flag,
+        so predicting never changes a network that is being trained, also from
+        another thread."""
+        x = x_num if self.input is None else self.input(x_num, x_cat)
+        if self.adapter is not None:
+            x = self.adapter(x)
+        for block in self.blocks:
+            x = block.forward_eval(x)
         return self.output(x)
 
 

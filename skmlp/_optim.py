@@ -83,11 +83,28 @@ class _Optimizer:
             grads = decayed + grads[self.n_decay :]
         return grads
 
-    def state_dict(self):
-        return {"step": self.step_count,
-                "buffers": [[t.detach().clone() for t in b] for b in self._buffers()]}
+    def state_dict(self, copy=True):
+        """``{"kind", "step", "buffers"}``: the step rule's name, its step count
+        and its buffers (momentum, or Adam's two moments), copied unless
+        ``copy=False`` (for an optimizer that takes no more steps)."""
+        take = (lambda t: t.detach().clone()) if copy else (lambda t: t.detach())
+        return {"kind": self.kind, "step": self.step_count,
+                "buffers": [[take(t) for t in b] for b in self._buffers()]}
 
     def load_state_dict(self, state):
+        """Continue from ``state_dict()``'s output; the state of another step
+        rule (or of other parameters) is a ``ValueError``, never reinterpreted."""
+        kind = state.get("kind")
+        if kind != self.kind:
+            raise ValueError(f"The optimizer state was made by {kind!r}, not {self.kind!r}: "
+                             "one step rule cannot continue another's state. Refit "
+                             "(warm_start=False) to change the optimizer.")
+        buffers = state["buffers"]
+        if any(len(b) != len(self.params) or any(tuple(t.shape) != tuple(p.shape)
+                                                 for t, p in zip(b, self.params))
+               for b in buffers):
+            raise ValueError("The optimizer state does not match the network's parameters: "
+                             "refit (warm_start=False).")
         self.step_count = state["step"]
         self._set_buffers([[t.to(p.device, p.dtype).clone() for t, p in zip(buf, self.params)]
                            for buf in state["buffers"]])
@@ -97,6 +114,7 @@ class SGD(_Optimizer):
     """SGD with (Nesterov) momentum, as ``torch.optim.SGD`` with dampening 0."""
 
     kernel = "_fused_sgd_"
+    kind = "sgd"
 
     def __init__(self, decay, no_decay, *, lr, momentum, nesterov, weight_decay, fused=None):
         super().__init__(decay, no_decay, lr=lr, weight_decay=weight_decay, fused=fused)
@@ -154,6 +172,10 @@ class Adam(_Optimizer):
     @property
     def kernel(self):
         return "_fused_adamw_" if self.decoupled else "_fused_adam_"
+
+    @property
+    def kind(self):
+        return "adamw" if self.decoupled else "adam"
 
     def _public_step(self, grads):
         if self.decoupled:

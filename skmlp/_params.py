@@ -80,6 +80,16 @@ def _callbacks(value):
     )
 
 
+def _scoring(value):
+    if value is None or callable(value):
+        return True
+    if not isinstance(value, str):
+        return False
+    from sklearn.metrics import get_scorer_names
+
+    return value == "loss" or value in get_scorer_names()
+
+
 def _class_weight(value):
     return value is None or value == "balanced" or isinstance(value, dict)
 
@@ -124,6 +134,9 @@ class Param:
     type: str  # numpydoc type, e.g. "float" or '{"relu", ...}'
     doc: str
     tasks: tuple = ("classifier", "regressor")
+    # Shapes the network, the column encoding or the optimizer state: fixed by
+    # the first (cold) fit; continuing with another value needs a refit.
+    frozen: bool = False
 
 
 BOTH, CLF, REG = ("classifier", "regressor"), ("classifier",), ("regressor",)
@@ -131,13 +144,16 @@ BOTH, CLF, REG = ("classifier", "regressor"), ("classifier",), ("regressor",)
 PARAMETERS = (
     Param("hidden_dims", (100,),
           (_hidden_dims, "a tuple of positive integers (layer sizes), e.g. (100,) or ()"),
-          "tuple of int", "Sizes of the hidden layers; ``()`` gives a linear model."),
+          "tuple of int", "Sizes of the hidden layers; ``()`` gives a linear model.",
+          frozen=True),
     Param("activation", "relu", _choice(tuple(ACTIVATIONS)),
           "{" + _names(ACTIVATIONS) + "}",
-          'Activation after every hidden layer (``"logistic"`` is ``"sigmoid"``).'),
+          'Activation after every hidden layer (``"logistic"`` is ``"sigmoid"``).',
+          frozen=True),
     Param("optimizer", "adam", _choice(tuple(OPTIMIZERS)), "{" + _names(OPTIMIZERS) + "}",
           '``"lbfgs"`` is full-batch L-BFGS-B with a line search (scipy driving torch, '
-          "as scikit-learn's MLP): it ignores ``lr`` and ``batch_size``."),
+          "as scikit-learn's MLP): it ignores ``lr`` and ``batch_size``.",
+          frozen=True),
     Param("lr", 1e-3, _real(0, low_open=True), "float", "Learning rate."),
     Param("momentum", 0.9, _real(0, 1, high_open=True), "float",
           "SGD momentum; for Adam/AdamW it is ``beta1``."),
@@ -154,16 +170,28 @@ PARAMETERS = (
           '``"plateau"`` divides it by 5 whenever ``n_iter_no_change`` epochs pass without '
           "a ``tol`` improvement and stops once it is below 1e-6."),
     Param("dropout", 0.0, _real(0, 1, high_open=True), "float",
-          "Dropout probability after every hidden activation."),
-    Param("batch_norm", False, _bool(), "bool", "BatchNorm1d before every hidden activation."),
+          "Dropout probability after every hidden activation.",
+          frozen=True),
+    Param("batch_norm", False, _bool(), "bool", "BatchNorm1d before every hidden activation.",
+          frozen=True),
     Param("early_stopping", False,
           (lambda v: _bool()[0](v) or (isinstance(v, str) and v == "auto"),
            "True, False or 'auto'"), 'bool or "auto"',
           "Hold out ``validation_fraction`` of the data (stratified for single-label "
-          "classifiers), stop when the validation score (accuracy or R², as ``score``) "
+          "classifiers; only rows of positive ``sample_weight``), stop when the validation "
+          "score (``scoring``: accuracy or R² by default, as ``score``) "
           'stops improving and keep the best weights. ``"auto"``: only when the data have '
           "at least 1000 rows (as ``HistGradientBoostingClassifier``'s ``\"auto\"``, which "
           "uses 10000)."),
+    Param("scoring", None, (_scoring, "None, 'loss', a scikit-learn scorer name or a "
+                            "callable scorer(estimator, X, y)"),
+          'str, callable or None',
+          "What early stopping monitors and the best epoch is chosen by. None: ``score``'s "
+          'metric (accuracy or R²). ``"loss"``: the validation loss of the estimator\'s own '
+          "loss (log loss for classifiers, without label smoothing), negated so that higher "
+          "is better, as scikit-learn's ``neg_log_loss``. Any scikit-learn scorer name (e.g. "
+          '``"roc_auc"``, ``"neg_mean_absolute_error"``) or callable ``scorer(estimator, X, '
+          "y)``, evaluated on the held-out rows as given. ``validation_scores_`` holds it."),
     Param("validation_fraction", 0.1, _real(0, 1, low_open=True, high_open=True), "float",
           "Share of the training data held out for early stopping."),
     Param("n_iter_no_change", 10, _int(1), "int",
@@ -179,7 +207,8 @@ PARAMETERS = (
           "Standardise each target with its (weighted) ``fit`` mean and standard "
           "deviation, train on that and undo it in ``predict`` (``loss_curve_`` is then "
           "in standardised units, and huber's delta applies in them). With "
-          '``loss="poisson"`` targets are only divided by their weighted mean.', REG),
+          '``loss="poisson"`` targets are only divided by their weighted mean.', REG,
+          frozen=True),
     Param("class_weight", None,
           (_class_weight, "None, 'balanced' or a dict {label: weight}"),
           'dict, "balanced" or None', "Weights per class, multiplied into ``sample_weight``.",
@@ -188,7 +217,8 @@ PARAMETERS = (
           "{" + _names(REGRESSION_HEADS) + "}",
           "Half squared error (as scikit-learn, so ``loss_curve_`` compares), absolute "
           "error, Huber (delta 1.0), or Poisson deviance with a log link (the network "
-          "outputs the log-mean; ``predict`` returns the mean).", REG),
+          "outputs the log-mean; ``predict`` returns the mean).", REG,
+          frozen=True),
     Param("categorical_features", "from_dtype",
           (_categorical_features, "'from_dtype', None, or a list of column names, column "
            "indices or a boolean mask"),
@@ -199,7 +229,8 @@ PARAMETERS = (
           "non-numeric column is then an error); or column names, indices or a boolean "
           "mask. Each is encoded inside the network: one-hot with at most 8 categories, "
           "else a learned 8-dimensional embedding; a missing value is a category of its "
-          "own and a category unseen in ``fit`` maps to zeros."),
+          "own and a category unseen in ``fit`` maps to zeros.",
+          frozen=True),
     Param("categories", "auto", (_categories, "'auto' or a dict {column: list of categories}"),
           '"auto" or dict',
           'The categories of the categorical columns. ``"auto"``: learned from the data '
@@ -209,11 +240,13 @@ PARAMETERS = (
           "\"Rome\"]}``. Declared lists set the encoding's size whatever the first block "
           "holds, which is what streaming through ``partial_fit`` (e.g. with Dask) needs; "
           "values outside them map to the unknown code in ``fit`` and ``predict`` alike. "
-          "Columns the dict does not name are learned from the data."),
+          "Columns the dict does not name are learned from the data.",
+          frozen=True),
     Param("missing", "error", _choice(MISSING), "{" + _names(MISSING) + "}",
           '``"error"``: NaN in a numeric column is an error. ``"indicator"``: NaN is '
           "replaced by the column's (weighted) training median and the network gets one "
-          "0/1 input per column that had missing values in ``fit``. inf is always an error."),
+          "0/1 input per column that had missing values in ``fit``. inf is always an error.",
+          frozen=True),
     Param("scaling", None, (lambda v: v is None or (isinstance(v, str) and v in SCALINGS),
                             "None, 'standard' or 'robust'"),
           "{" + _names(SCALINGS) + "} or None",
@@ -221,21 +254,24 @@ PARAMETERS = (
           'standard deviation from ``fit`` (``"standard"``), or centred on the median, '
           'divided by the interquartile range and smoothly clipped to (-3, 3) '
           '(``"robust"``: ``x / sqrt(1 + (x / 3)^2)``). Constant columns are not divided '
-          "by zero; sparse input is scaled a batch at a time."),
+          "by zero; sparse input is scaled a batch at a time.",
+          frozen=True),
     Param("numeric_embedding", None,
           (lambda v: v is None or (isinstance(v, str) and v == "periodic"), "None or 'periodic'"),
           '{"periodic"} or None',
           '``"periodic"``: each numeric column (after ``missing`` and ``scaling``) passes '
           "through learned periodic features (cos and sin of 16 learned frequencies) and "
           "a linear layer of its own to 8 values with a ReLU, before the MLP (Gorishniy et "
-          'al., 2022, "On Embeddings for Numerical Features"). Use it with ``scaling``.'),
+          'al., 2022, "On Embeddings for Numerical Features"). Use it with ``scaling``.',
+          frozen=True),
     Param("n_ensemble", 1, _int(1), "int",
           "k > 1 trains k members inside one network on the same batches (TabM-mini, "
           "Gorishniy et al., 2025: each member scales the shared input by its own vector "
           "and has its own output layer; the hidden blocks are shared) and averages their "
           "predictions: probabilities for the classifier (``decision_function`` and "
           "``predict_log_proba`` derive from them), outputs for the regressor (means for "
-          "poisson). ``loss_curve_`` is the members' mean loss."),
+          "poisson). ``loss_curve_`` is the members' mean loss.",
+          frozen=True),
     Param("device", "cpu", (_device, "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"), "str",
           '``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (cuda, then mps, '
           "then cpu)."),
@@ -243,7 +279,8 @@ PARAMETERS = (
                           "None, 'float32' or 'float64'"),
           '{"float32", "float64"} or None',
           "Compute dtype; ``None`` keeps float32 input in float32 and uses float64 for "
-          "anything else."),
+          "anything else.",
+          frozen=True),
     Param("random_state", None, (_random_state, "None, an integer or a numpy RandomState"),
           "int, RandomState instance or None",
           "Seeds weights, shuffling, dropout and the validation split through a local "
@@ -346,9 +383,14 @@ class InvalidParameterError(ValueError, TypeError):
 
 
 def validate_params(est):
-    """Raise ``ValueError``/``TypeError`` naming the first invalid parameter."""
+    """Raise ``ValueError``/``TypeError`` naming the first invalid parameter.
+
+    Parameters not in the table (a subclass's own) are the subclass's to check.
+    """
     name = type(est).__name__
     for param, value in est.get_params(deep=False).items():
+        if param not in BY_NAME:
+            continue
         check, expected = BY_NAME[param].rule
         if not check(value):
             raise InvalidParameterError(
@@ -361,3 +403,38 @@ def hidden_dims_tuple(value):
     if isinstance(value, numbers.Integral):
         return (int(value),)
     return tuple(int(v) for v in value)
+
+
+def _canonical(value):
+    """A comparable form of a parameter value (tuples, lists and arrays alike)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def frozen_values(est):
+    """The frozen parameters of ``est`` as they are now, in comparable form."""
+    params = est.get_params(deep=False)
+    return {p.name: _canonical(hidden_dims_tuple(params[p.name]) if p.name == "hidden_dims"
+                               else params[p.name])
+            for p in PARAMETERS if p.frozen and p.name in params}
+
+
+def check_frozen(est, fitted):
+    """``ValueError`` naming the first frozen parameter that differs from
+    ``fitted`` (``frozen_values`` at the cold fit), for continued training."""
+    now = frozen_values(est)
+    for name, value in fitted.items():
+        if name in now and now[name] != value:
+            raise ValueError(
+                f"{type(est).__name__}: {name}={now[name]!r} differs from the value the model "
+                f"was fitted with ({value!r}); warm_start and partial_fit continue that "
+                f"network, and {name} shapes the network, the column encoding or the "
+                "optimizer state. Refit to change it: set warm_start=False (or use "
+                "sklearn.base.clone) and call fit.")

@@ -17,6 +17,8 @@ from ._data import resolve_device
 from ._spec import NetworkSpec
 from ._training import TrainState
 
+TRAIN_STATE_FIELDS = tuple(TrainState.__dataclass_fields__)
+
 
 def pack(state):
     """The estimator's ``__dict__`` copy -> a state of numpy arrays and builtins."""
@@ -25,7 +27,7 @@ def pack(state):
         state["_module_device"] = str(next(module.parameters()).device)
         state["_module_state"] = to_numpy(dict(module.state_dict()))
     if "_state" in state:
-        state["_state"] = to_numpy({**state["_state"].__dict__, "best_weights": None})
+        state["_state"] = to_numpy(dict(state["_state"].__dict__))
     if "_rng_state" in state:
         state["_rng_state"] = to_numpy(state["_rng_state"])
     if "_spec" in state:
@@ -47,7 +49,7 @@ def unpack(state):
     if isinstance(state.get("_layout"), dict):
         state["_layout"] = ColumnLayout.from_dict(state["_layout"])
     if isinstance(state.get("_state"), dict):
-        train = state["_state"]
+        train = {k: v for k, v in state["_state"].items() if k in TRAIN_STATE_FIELDS}
         state["_state"] = TrainState(**{**train,
                                         "optimizer_state": to_torch(train["optimizer_state"])})
     if module_state is None:

@@ -30,6 +30,10 @@ class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
         Names of features seen during fit, when X has string column names.
     is_categorical_ : ndarray of bool of shape (`n_features_in_`,)
         Which columns were taken as categorical (``categorical_features``).
+    categories_ : list of ndarray
+        Per categorical column, in column order, the categories the model
+        knows, sorted (as ``OneHotEncoder.categories_``; empty without
+        categorical columns).
     n_outputs_ : int
         Number of targets.
     module_ : torch.nn.Module
@@ -44,9 +48,12 @@ class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
     best_loss_ : float
         Minimum of ``loss_curve_``.
     validation_scores_ : list of float or None
-        Validation R² per epoch (None without early stopping).
+        With early stopping, the monitored validation score (``scoring``;
+        R² by default, weighted by ``sample_weight``) of every epoch of the
+        last ``fit``, which chose the weights held; None when the last call did
+        not validate.
     best_validation_score_ : float or None
-        Best validation R² (None without early stopping).
+        The best of ``validation_scores_``: the score of the weights kept.
     history_ : list of dict
         One dict per epoch with keys "epoch", "loss", "val_score", "lr" and
         "seconds".
@@ -94,20 +101,9 @@ class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
                 shift, scale = head.target_scaling(np.asarray(Y, dtype=np.float64),
                                                    sample_weight)
                 self._target_affine = (shift, scale)
-        elif bool(self.target_scaling) != (self._target_affine is not None):
-            raise ValueError(
-                f"target_scaling={self.target_scaling!r} differs from the fitted network's; "
-                "warm_start and partial_fit continue that network (and its target scale). "
-                "Set warm_start=False (or use a new estimator) to change it.")
         elif Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the fitted network has "
                              f"{self.n_outputs_}.")
-        elif self.loss != self._spec.head_name:
-            raise ValueError(
-                f"loss={self.loss!r} differs from the loss the network was trained with "
-                f"({self._spec.head_name!r}); warm_start and partial_fit continue that "
-                "network. Set warm_start=False (or use a new estimator) to change the loss."
-            )
         Y = head.encode(Y)
         if self._target_affine is not None:
             shift, scale = self._target_affine

@@ -68,6 +68,7 @@ SLACK = 0.25
 ENV = "SKMLP_NUM_THREADS"
 
 _lock = threading.Lock()
+_local = threading.local()  # per thread: how many ``torch_threads`` blocks are open in it
 _active = 0  # calls currently inside ``torch_threads`` (any thread)
 _threaded = 0  # of those, how many run in joblib worker threads
 _outer = None  # torch's thread count before the first of them entered
@@ -279,17 +280,28 @@ class torch_threads:
 
     def __enter__(self):
         global _active, _threaded, _outer
+        # Nested in this thread (a predict inside a fit's callback): run with at
+        # most the enclosing block's count and give exactly that back on exit.
+        self.nested = getattr(_local, "depth", 0) > 0
+        self.probed = False
+        if self.nested:
+            _local.depth += 1
+            self.before = torch.get_num_threads()
+            self.changed = self.n_threads is not None and self.n_threads < self.before
+            if self.changed:
+                torch.set_num_threads(self.n_threads)
+            return self
         worker = in_joblib_worker()
         self.threaded = worker and threading.current_thread() is not threading.main_thread()
         # Measured before taking the lock: it may sleep, and it raises for a bad
-        # SKMLP_NUM_THREADS before anything is changed.
-        self.probed = False
+        # SKMLP_NUM_THREADS before anything is changed (``__exit__`` then never runs).
         load_limit = None
         if (self.n_threads is None or self.n_threads > 1) and torch.get_num_threads() > 1:
             load_limit = env_threads()
             if load_limit is None and self.measure:
                 load_limit = idle_limit(wait=True)
                 self.probed = True
+        _local.depth = 1
         with _lock:
             current = torch.get_num_threads()
             if _active == 0:
@@ -327,6 +339,11 @@ class torch_threads:
 
     def __exit__(self, *exc):
         global _active, _threaded, _outer
+        _local.depth -= 1
+        if self.nested:
+            if self.changed:
+                torch.set_num_threads(self.before)
+            return False
         if self.probed:
             with _probe.lock:  # what this call saw of the others' load, for the next one
                 _probe.observe()

@@ -47,20 +47,54 @@ class TrainConfig:
 
 @dataclass
 class TrainState:
-    """What carries over between epochs and between ``partial_fit`` calls."""
+    """Cumulative training state: what continues across ``partial_fit`` calls
+    and ``warm_start`` fits. Only a call that succeeds adds to it
+    (``absorb``), so a call that raises leaves it as it was."""
 
     n_iter: int = 0
     t: int = 0
-    lr: float = 1e-3
     loss_curve: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+    optimizer_state: dict = None  # ``_optim`` state: {"kind", "step", "buffers"}
+    schedule_start: int = 0  # n_iter when the current fit began (cosine restarts there)
+
+    def absorb(self, run):
+        """A new state: this one followed by the epochs of ``run`` (a ``FitRun``)."""
+        return TrainState(
+            n_iter=self.n_iter + len(run.losses), t=self.t + run.samples,
+            loss_curve=self.loss_curve + run.losses, history=self.history + run.history,
+            optimizer_state=run.optimizer_state, schedule_start=run.schedule_start)
+
+
+@dataclass
+class FitRun:
+    """One ``fit`` / ``partial_fit`` call's bookkeeping; a new one every call.
+
+    ``losses``, ``validation_scores`` and ``history`` hold this call's epochs;
+    ``best_score`` / ``best_epoch`` describe the weights kept with early
+    stopping; ``start_weights`` (when asked for) are the weights before the
+    call, for a caller that must undo it.
+    """
+
+    start_iter: int = 0
+    schedule_start: int = 0
+    losses: list = field(default_factory=list)
     validation_scores: list = field(default_factory=list)
     history: list = field(default_factory=list)
+    samples: int = 0
     best_loss: float = math.inf
     best_score: float = -math.inf
+    best_epoch: int = None
     best_weights: list = None
     no_improvement: int = 0
+    lr_scale: float = 1.0  # the plateau schedule's division of lr (1 / 5^k)
     optimizer_state: dict = None
-    schedule_start: int = 0  # n_iter when the current fit began (cosine restarts there)
+    start_weights: list = None
+    reason: str = None
+
+    @property
+    def n_iter(self):
+        return self.start_iter + len(self.losses)
 
 
 def make_optimizer(module, config, lr):
@@ -99,22 +133,26 @@ def weight_sum(wb):
     return wb.sum().clamp_min(torch.finfo(wb.dtype).tiny)
 
 
-def train_step(module, optimizer, loss_fn, xb, yb, wb, fast=None):
+def train_step(module, optimizer, loss_fn, xb, yb, wb, fast=None, sync=None):
     """One optimizer step on one batch; returns the (detached) batch loss.
 
     ``fast`` is ``_fastpath.plan``'s hand-written gradient step when the
-    network allows it; otherwise autograd computes the gradients.
+    network allows it; otherwise autograd computes the gradients. ``sync``
+    (data-parallel training, see ``fit_loop``) turns the batch's gradients into
+    those of the batch of every worker together before the step.
     """
     if fast is not None:
         loss = fast(xb, yb, wb)
-        optimizer.step()
-        return loss
-    per_sample = loss_fn(module(*xb), yb)
-    loss = per_sample.mean() if wb is None else (per_sample * wb).sum() / weight_sum(wb)
-    optimizer.zero_grad()
-    loss.backward()
+    else:
+        per_sample = loss_fn(module(*xb), yb)
+        loss = per_sample.mean() if wb is None else (per_sample * wb).sum() / weight_sum(wb)
+        optimizer.zero_grad()
+        loss.backward()
+        loss = loss.detach()
+    if sync is not None:
+        sync.grads(module, yb.shape[0] if wb is None else weight_sum(wb))
     optimizer.step()
-    return loss.detach()
+    return loss
 
 
 def has_batch_norm(module):
@@ -130,147 +168,200 @@ def _batch_bounds(n, batch_size, module):
 
 
 def run_single_epoch(module, optimizer, loss_fn, data, config, generator, progress=None,
-                     fast=None):
+                     fast=None, sync=None):
     """One pass over the data; returns the epoch's mean training loss (tensor)."""
     X, Y, W = data
     n = Y.shape[0]
     if n <= config.batch_size:
         # One batch: no permutation, no copies (sparse X: densified in order).
         # A shuffle would only reorder the sum inside the loss.
-        loss = train_step(module, optimizer, loss_fn, X.slice(0, n), Y, W, fast)
+        loss = train_step(module, optimizer, loss_fn, X.slice(0, n), Y, W, fast, sync)
         if progress is not None:
             progress.update(n)
+        if sync is not None:
+            weight = n if W is None else W.sum()
+            return sync.mean(loss * weight, weight)
         return loss
     if config.shuffle:
         order = torch.randperm(n, generator=generator).to(Y.device)
     else:
         order = torch.arange(n, device=Y.device)
     total = 0.0
-    for start, stop in _batch_bounds(n, config.batch_size, module):
+    bounds = _batch_bounds(n, config.batch_size, module) if sync is None else sync.batches(n)
+    for start, stop in bounds:
         idx = order[start:stop]
         wb = None if W is None else W.index_select(0, idx)
         loss = train_step(
-            module, optimizer, loss_fn, X.take(idx), Y.index_select(0, idx), wb, fast
+            module, optimizer, loss_fn, X.take(idx), Y.index_select(0, idx), wb, fast, sync
         )
         total += loss * (idx.shape[0] if wb is None else wb.sum())
         if progress is not None:
             progress.update(idx.shape[0])
+    if sync is not None:
+        return sync.mean(total, n if W is None else W.sum())
     return total / (n if W is None else W.sum())
 
 
-def _epoch_lr(config, state):
+def _epoch_lr(config, run):
+    """The epoch's learning rate: ``config.lr`` (the live parameter, so a
+    changed ``lr`` applies from the next call under every schedule) times
+    the schedule's factor."""
     if config.lr_schedule == "cosine":
-        epoch = min(state.n_iter - state.schedule_start, config.max_iter)
+        epoch = min(run.n_iter - run.schedule_start, config.max_iter)
         return 0.5 * config.lr * (1 + math.cos(math.pi * epoch / config.max_iter))
-    return state.lr
+    return config.lr * run.lr_scale
 
 
-def _update_monitor(config, state, loss, score, module):
+def _update_monitor(config, run, loss, score, module):
     """sklearn's no-improvement bookkeeping; returns a stop reason or None."""
     if config.early_stopping:
-        state.validation_scores.append(score)
-        improved = score >= state.best_score + config.tol
-        if score > state.best_score:
-            state.best_score = score
-            state.best_weights = snapshot(module)
+        improved = score >= run.best_score + config.tol
+        if score > run.best_score:
+            run.best_score = score
+            run.best_epoch = run.n_iter
+            run.best_weights = snapshot(module)
     else:
-        improved = loss <= state.best_loss - config.tol
-    state.best_loss = min(state.best_loss, loss)
-    state.no_improvement = 0 if improved else state.no_improvement + 1
-    if state.no_improvement < config.n_iter_no_change:
+        improved = loss <= run.best_loss - config.tol
+    run.best_loss = min(run.best_loss, loss)
+    run.no_improvement = 0 if improved else run.no_improvement + 1
+    if run.no_improvement < config.n_iter_no_change:
         return None
     if config.lr_schedule != "plateau":
         return "converged"
-    state.lr /= PLATEAU_FACTOR
-    state.no_improvement = 0
-    return "converged" if state.lr < MIN_LR else None
+    run.lr_scale /= PLATEAU_FACTOR
+    run.no_improvement = 0
+    return "converged" if config.lr * run.lr_scale < MIN_LR else None
 
 
 def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
-             val_score=None, callback=None, monitor=True):
-    """Train ``module`` for at most ``epochs`` epochs.
+             val_score=None, callback=None, monitor=True, restart_schedule=True,
+             keep_start=False, sync=None):
+    """Train ``module`` for at most ``epochs`` epochs; returns a ``FitRun``.
 
-    Returns why it stopped: ``"max_iter"``, ``"converged"`` (no improvement,
-    or the plateau schedule's lr fell below 1e-6), ``"callback"`` or
-    ``"diverged"`` (the weights of the last finite epoch are restored).
+    ``state`` (a ``TrainState``) is only read: the epochs so far, the
+    optimizer's state and where the cosine schedule started
+    (``restart_schedule``: it starts again here, as every ``fit`` does).
+    ``run.reason`` says why training stopped: ``"max_iter"``,
+    ``"converged"`` (no improvement, or the plateau schedule's lr fell below
+    1e-6), ``"callback"`` or ``"diverged"`` (the weights of the last finite
+    epoch are restored). With early stopping the best epoch's weights are
+    restored. ``keep_start`` (for calls that continue a fitted network) keeps
+    a copy of the weights as they were: if anything raises they are put back,
+    and the caller gets them (``run.start_weights``) to undo a call that fails
+    later. The module is left in eval mode, also when something raises.
+
+    ``sync`` (default None: one process) makes this one of several processes
+    training one model data-parallel, each on its own rows. It provides
+    ``batches(n)``: the (start, stop) bounds of this process's batches (the
+    same number in every process), ``grads(module, weight)``: called after the
+    gradients of a batch of weight sum ``weight`` are written, before the
+    step, it makes them the gradients of all processes' batches together;
+    ``mean(total, weight)``: sum(total) / sum(weight) over the processes; and
+    ``all(flag)``: whether ``flag`` holds in every process. The epoch loss is
+    then the loss over all processes' rows, so every decision taken from it
+    (and from ``val_score``, which must itself be reduced) is the same in all.
     """
     n = data[1].shape[0]
     if n < 2 and has_batch_norm(module):
         raise ValueError("batch_norm=True needs at least 2 training samples per fit / "
                          "partial_fit call (BatchNorm normalises over the batch).")
-    optimizer = make_optimizer(module, config, state.lr)
+    run = FitRun(start_iter=state.n_iter,
+                 schedule_start=state.n_iter if restart_schedule else state.schedule_start)
+    optimizer = make_optimizer(module, config, config.lr)
     if state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
     fast = plan(module, loss_fn)
     checkpoints = _Checkpoints(module)
-    reason = "max_iter"
-    module.train()
-    for _ in range(epochs):
-        checkpoints.start_epoch()
-        tic = time.perf_counter()
-        lr = _epoch_lr(config, state)
-        optimizer.lr = lr
-        progress = _progress_bar(n, state.n_iter + 1) if config.verbose >= 2 else None
-        loss = float(run_single_epoch(module, optimizer, loss_fn, data, config,
-                                      generator, progress, fast))
-        if progress is not None:
-            progress.close()
-        if not math.isfinite(loss):
-            reason = "diverged"
-            break
-        checkpoints.epoch_was_finite()
-        state.n_iter += 1
-        state.t += n
-        state.loss_curve.append(loss)
-        score = val_score(module) if config.early_stopping and val_score else None
-        stop = _update_monitor(config, state, loss, score, module) if monitor else None
-        if not monitor:
-            state.best_loss = min(state.best_loss, loss)
-        logs = {"epoch": state.n_iter, "loss": loss, "val_score": score, "lr": lr,
-                "seconds": time.perf_counter() - tic}
-        state.history.append(logs)
-        if config.verbose:
-            _print_epoch(logs)
-        if callback is not None and callback(state.n_iter, dict(logs)):
-            reason = "callback"
-            break
-        if stop is not None:
-            reason = stop
-            break
-    state.optimizer_state = optimizer.state_dict()
-    module.eval()
-    if checkpoints.start is None:
-        return reason
-    # Full pass for fit, one batch for partial_fit (a full pass per call costs too much).
-    rows = n if monitor else min(n, config.batch_size)
-    chunk = max(config.batch_size, config.predict_rows)
-    reason = _keep_finite(module, lambda: outputs_finite(module, loss_fn, data, rows, chunk),
-                          (checkpoints.start, checkpoints.good), reason)
-    if reason == "diverged":
-        state.optimizer_state = None
-    return reason
+    run.reason = "max_iter"
+    try:
+        module.train()
+        for epoch in range(epochs):
+            checkpoints.start_epoch(pin=keep_start and epoch == 0)
+            tic = time.perf_counter()
+            lr = _epoch_lr(config, run)
+            optimizer.lr = lr
+            progress = _progress_bar(n, run.n_iter + 1) if config.verbose >= 2 else None
+            loss = float(run_single_epoch(module, optimizer, loss_fn, data, config,
+                                          generator, progress, fast, sync))
+            if progress is not None:
+                progress.close()
+            if not math.isfinite(loss):
+                run.reason = "diverged"
+                break
+            checkpoints.epoch_was_finite()
+            run.losses.append(loss)
+            run.samples += n
+            score = val_score(module) if config.early_stopping and val_score else None
+            if score is not None:
+                run.validation_scores.append(score)
+            stop = _update_monitor(config, run, loss, score, module) if monitor else None
+            if not monitor:
+                run.best_loss = min(run.best_loss, loss)
+            logs = {"epoch": run.n_iter, "loss": loss, "val_score": score, "lr": lr,
+                    "seconds": time.perf_counter() - tic}
+            run.history.append(logs)
+            if config.verbose:
+                _print_epoch(logs)
+            if callback is not None and callback(run.n_iter, dict(logs)):
+                run.reason = "callback"
+                break
+            if stop is not None:
+                run.reason = stop
+                break
+        run.optimizer_state = optimizer.state_dict(copy=False)  # its last step is done
+        module.eval()
+        if checkpoints.start is not None:
+            # Full pass for fit, one batch for partial_fit (a full pass per call costs too much).
+            rows = n if monitor else min(n, config.batch_size)
+            chunk = max(config.batch_size, config.predict_rows)
+
+            def check():
+                ok = outputs_finite(module, loss_fn, data, rows, chunk)
+                return ok if sync is None else sync.all(ok)
+
+            run.reason = _keep_finite(module, check, (checkpoints.start, checkpoints.good),
+                                      run.reason)
+        if run.reason == "diverged":
+            run.optimizer_state = None
+        if run.best_weights is not None:
+            restore(module, run.best_weights)
+            run.best_weights = None
+    except BaseException:
+        if checkpoints.first is not None:
+            restore(module, checkpoints.first)
+        module.eval()
+        raise
+    if keep_start:
+        run.start_weights = checkpoints.first
+    return run
 
 
 class _Checkpoints:
-    """The weights at the start of the current epoch and of the last finite one.
+    """The weights at the start of the call (``first``), of the current epoch
+    (``start``) and of the last finite one (``good``).
 
-    Two preallocated buffers, filled with one ``_foreach_copy_`` per epoch and
-    swapped, instead of fresh clones every epoch.
+    Preallocated buffers, filled with one ``_foreach_copy_`` per epoch and
+    reused, instead of fresh clones every epoch. A one-epoch call (a
+    ``partial_fit``) needs one buffer; longer calls two more.
     """
 
     def __init__(self, module):
         self.live = _live_tensors(module)
-        self.buffers = [None, None]
-        self.start = self.good = None
+        self.buffers = []
+        self.first = self.start = self.good = None
 
     @torch.no_grad()
-    def start_epoch(self):
-        spare = 0 if self.buffers[0] is not self.good else 1
-        if self.buffers[spare] is None:
-            self.buffers[spare] = [t.detach().clone() for t in self.live]
+    def start_epoch(self, pin=False):
+        spare = next((b for b in self.buffers if b is not self.good and b is not self.first),
+                     None)
+        if spare is None:
+            spare = [t.detach().clone() for t in self.live]
+            self.buffers.append(spare)
         else:
-            torch._foreach_copy_(self.buffers[spare], self.live)
-        self.start = self.buffers[spare]
+            torch._foreach_copy_(spare, self.live)
+        self.start = spare
+        if pin:
+            self.first = spare
 
     def epoch_was_finite(self):
         self.good = self.start  # its first batch gave a finite loss

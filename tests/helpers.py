@@ -13,3 +13,13 @@ def build_mlp(n_inputs, hidden_dims, n_outputs, *, activation="relu", dropout=0.
     spec = NetworkSpec(n_inputs, tuple(hidden_dims), n_outputs, head, activation=activation,
                        dropout=dropout, batch_norm=batch_norm, dtype=_DTYPES[dtype])
     return spec.build(generator if generator is not None else torch.Generator().manual_seed(0))
+
+
+def sklearn_older_than(major, minor):
+    """Is the installed scikit-learn older than ``major.minor``?"""
+    import re
+
+    import sklearn
+
+    found = re.match(r"(\d+)\.(\d+)", sklearn.__version__)
+    return (int(found.group(1)), int(found.group(2))) < (major, minor)

@@ -1,7 +1,6 @@
 """Tables as they are: categorical columns, missing values and scaling (SPEC section)."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -346,16 +345,6 @@ def test_regressor_on_a_mixed_frame_learns_the_categories():
     y = df["color"].map({"red": 3.0, "green": 0.0, "blue": -3.0}).to_numpy() + 0.1 * df["x"]
     est = reg(max_iter=100, lr=1e-2, scaling="standard").fit(df, y)
     assert est.score(df, y) > 0.95
-
-
-def test_onnx_export_refuses_categorical_columns_by_name():
-    pytest.importorskip("onnx")
-    from skmlp import to_onnx
-
-    df = table()
-    est = clf().fit(df, target(df))
-    with warnings.catch_warnings(), pytest.raises(ValueError, match="'color', 'city'"):
-        to_onnx(est, df.head(2))
 
 
 # ------------------------------------------------------ periodic embeddings

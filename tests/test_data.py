@@ -105,6 +105,34 @@ def test_polars_dataframe_matches_pandas():
         est.predict(pdf.rename({"a": "z"}))
 
 
+def test_polars_names_read_by_skmlp_where_scikit_learn_cannot(monkeypatch):
+    # scikit-learn < 1.9 reads column names through the dataframe interchange
+    # protocol, which polars 2 dropped: skmlp then reads them itself. Simulated
+    # here on any version by hiding polars frames from scikit-learn's reader.
+    from sklearn.utils import validation
+
+    real = validation._get_feature_names
+    monkeypatch.setattr(validation, "_get_feature_names",
+                        lambda X: None if isinstance(X, pl.DataFrame) else real(X))
+    pdf = pl.from_pandas(frame())
+    est = clf().fit(pdf, Y_BIN)
+    assert_array_equal(est.feature_names_in_, ["a", "b", "c"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names"
+        est.predict(pdf)
+    with pytest.raises(ValueError, match="feature names should match"):
+        est.predict(pdf.select(["b", "a", "c"]))
+    with pytest.warns(UserWarning, match="fitted without feature names"):
+        clf().fit(as_numpy(frame()), Y_BIN).predict(pdf)
+    table = pdf.with_columns(s=pl.Series(["u", "v"] * 30))  # categorical: the table path
+    tab = clf().fit(table, Y_BIN)
+    assert_array_equal(tab.feature_names_in_, ["a", "b", "c", "s"])
+    with pytest.raises(ValueError, match="feature names should match"):
+        tab.predict(table.rename({"s": "t"}))
+    monkeypatch.undo()
+    assert_allclose(tab.predict_proba(table), clf().fit(table, Y_BIN).predict_proba(table))
+
+
 def test_float32_polars_and_pandas_keep_float32():
     df = frame().astype("float32")
     for X in (df, pl.from_pandas(df)):
@@ -118,7 +146,7 @@ def test_float32_polars_and_pandas_keep_float32():
 @pytest.mark.parametrize(
     "column, dtype_text",
     [
-        (pd.Series(list("ab") * 30, dtype=object), "could not convert"),
+        (pd.Series(list("ab") * 30, dtype=object), "'s' (e.g. 'a') hold text"),
         (pd.Series(list("ab") * 30, dtype="category"), "'s' (category)"),
         (pd.Series(list("ab") * 30, dtype="string"), "'s' (string)"),
         (pd.Series([1, 2] * 30, dtype="category"), "'s' (category)"),

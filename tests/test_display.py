@@ -42,12 +42,41 @@ def test_validation_on_twin_axis_and_given_ax():
     assert disp.ax_ is ax and disp.figure_ is fig
     assert disp.ax_val_ is not None and disp.ax_val_ is not ax
     assert disp.ax_val_.get_shared_x_axes().joined(ax, disp.ax_val_)
-    loss_line, val_line = disp.lines_
+    loss_line, val_line, best_line = disp.lines_
     np.testing.assert_allclose(val_line.get_ydata(), clf.validation_scores_)
     np.testing.assert_allclose(loss_line.get_ydata(), clf.loss_curve_)
     assert val_line.get_linestyle() == "--"
+    best = 1 + int(np.argmax(clf.validation_scores_))
+    assert best_line is disp.best_line_ and list(best_line.get_xdata()) == [best, best]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "mlp training loss", "validation score"]
+        "mlp training loss", "validation score", f"weights kept (epoch {best})"]
+    # The legend sits below the axes, where it cannot cover a curve.
+    fig.canvas.draw()
+    legend_box = disp.legend_.get_window_extent()
+    assert legend_box.y1 <= ax.get_window_extent().y0
+
+
+def test_from_fitted_pipeline_and_search():
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), MLPTorchClassifier((8,), max_iter=5, random_state=0))
+    pipe.fit(X, X[:, 0] > 0)
+    disp = LossCurveDisplay.from_estimator(pipe)
+    np.testing.assert_allclose(disp.line_.get_ydata(), pipe[-1].loss_curve_)
+    search = GridSearchCV(pipe, {"mlptorchclassifier__max_iter": [3, 4]}, cv=2).fit(
+        X, X[:, 0] > 0)
+    disp = LossCurveDisplay.from_estimator(search)
+    assert len(disp.line_.get_ydata()) == search.best_estimator_[-1].n_iter_
+
+
+def test_warm_started_validation_scores_end_the_loss_curve():
+    clf = MLPTorchClassifier((8,), max_iter=4, random_state=0).fit(X, X[:, 0] > 0)
+    clf.set_params(warm_start=True, early_stopping=True, max_iter=3, n_iter_no_change=50)
+    clf.fit(X, X[:, 0] > 0)
+    disp = LossCurveDisplay.from_estimator(clf)
+    assert list(disp.lines_[1].get_xdata()) == [5, 6, 7]
 
 
 def test_plot_again_from_stored_data():

@@ -39,8 +39,8 @@ FITTED = {
 }
 
 
-def outputs(est):
-    return est.predict_proba(X) if hasattr(est, "predict_proba") else est.predict(X)
+def outputs(est, X_=X):
+    return est.predict_proba(X_) if hasattr(est, "predict_proba") else est.predict(X_)
 
 
 def pickle_roundtrip(est):
@@ -145,3 +145,25 @@ def test_no_unsafe_torch_load_in_package():
         for match in re.finditer(r"torch\.load\(", text):
             call = text[match.start(): text.find(")", match.start()) + 1]
             assert "weights_only=True" in call, f"{path.name}: {call}"
+
+
+def test_skops_recipe_of_the_docs_accepts_every_exported_estimator(tmp_path):
+    """docs/persistence.rst trusts the classes skmlp exports, Tabular ones included."""
+    import pandas as pd
+
+    import skmlp
+    from skmlp import TabularMLPClassifier, TabularMLPRegressor
+
+    expected = {f"{cls.__module__}.{cls.__qualname__}"
+                for cls in (getattr(skmlp, name) for name in skmlp.__all__)
+                if isinstance(cls, type)}
+    df = pd.DataFrame({"x": X[:, 0], "city": rng.choice(["Oslo", "Rome", None], 80)})
+    for est in (TabularMLPClassifier(max_iter=2, random_state=0).fit(df, Y),
+                TabularMLPRegressor(max_iter=2, random_state=0).fit(df, X[:, 1])):
+        path = tmp_path / "model.skops"
+        sio.dump(est, path)
+        untrusted = sio.get_untrusted_types(file=path)
+        assert set(untrusted) <= expected, set(untrusted) - expected
+        loaded = sio.load(path, trusted=untrusted)
+        assert_array_equal(outputs(loaded, df), outputs(est, df))
+        assert [list(c) for c in loaded.categories_] == [list(c) for c in est.categories_]

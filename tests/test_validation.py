@@ -42,29 +42,33 @@ def fitted_clf():
         return clf().fit(X, Y_CLASS)
 
 
-FINITE = r"finite numbers: .*missing='indicator'.*np\.nan_to_num"
+# The advice fits the input and the settings: NaN in X -> missing='indicator';
+# inf in X -> clip it; a missing or infinite target -> drop those rows.
+NAN_X = r"set missing='indicator'"
+INF_X = r"replace or clip infinite values in X \(e\.g\. np\.nan_to_num\)"
+BAD_Y = r"drop the rows whose target is missing or infinite"
 NUMERIC = r"encodes categorical columns itself.*categorical_features"
 SW = r"sample_weight must hold one finite, non-negative number per sample"
 
 # id -> (call, exception type, message pattern)
 BAD_INPUTS = {
     "nan in X": (lambda: clf().fit(_with(X, 0, np.nan), Y_CLASS),
-                 ValueError, r"Input X contains NaN.*" + FINITE),
+                 ValueError, r"Input X contains NaN.*" + NAN_X),
     "inf in X": (lambda: reg().fit(_with(X, 4, np.inf), Y_REG),
-                 ValueError, r"Input X contains infinity.*" + FINITE),
+                 ValueError, r"Input X contains infinity.*" + INF_X),
     "-inf in X": (lambda: reg().fit(_with(X, 4, -np.inf), Y_REG),
-                  ValueError, r"Input X contains infinity.*" + FINITE),
+                  ValueError, r"Input X contains infinity.*" + INF_X),
     "nan in y (regressor)": (lambda: reg().fit(X, _with(Y_REG, 3, np.nan)),
-                             ValueError, r"Input y contains NaN.*" + FINITE),
+                             ValueError, r"Input y contains NaN.*" + BAD_Y),
     "inf in y (regressor)": (lambda: reg().fit(X, _with(Y_REG, 3, np.inf)),
-                             ValueError, r"Input y contains infinity.*" + FINITE),
+                             ValueError, r"Input y contains infinity.*" + BAD_Y),
     "nan in y (classifier)": (lambda: clf().fit(X, _with(Y_CLASS, 3, np.nan)),
-                              ValueError, r"Input y contains NaN.*" + FINITE),
+                              ValueError, r"Input y contains NaN.*" + BAD_Y),
     "nan in X at predict": (lambda: fitted_clf().predict(_with(X, 0, np.nan)),
-                            ValueError, r"Input X contains NaN.*" + FINITE),
+                            ValueError, r"Input X contains NaN.*" + NAN_X),
     "pandas NA in X": (lambda: reg().fit(pd.DataFrame({
         "a": pd.array([1, None] * 10, dtype="Int64"), "b": np.arange(20.0)}), Y_REG),
-        ValueError, r"Input X contains NaN.*" + FINITE),
+        ValueError, r"Input X contains NaN.*" + NAN_X),
     "empty X (0 samples)": (lambda: clf().fit(np.empty((0, 3)), np.empty(0)),
                             ValueError, r"0 sample\(s\).*a minimum of 1 is required"),
     "empty X (0 features)": (lambda: clf().fit(np.empty((20, 0)), Y_CLASS),
@@ -137,7 +141,7 @@ BAD_INPUTS = {
         lambda: clf().partial_fit(X, Y_CLASS, classes=[0, 1]).partial_fit(X, Y_CLASS + 5),
         ValueError, r"classes not in `self.classes_`"),
     "sparse X with inf": (lambda: reg().fit(sp.csr_matrix(_with(X, 0, np.inf)), Y_REG),
-                          ValueError, r"infinity.*" + FINITE),
+                          ValueError, r"infinity.*" + INF_X),
 }
 
 

@@ -63,7 +63,7 @@ for name, res in results.items():
 # --------------------------------------------
 raw.fit(X, y)
 print("categorical:", list(X.columns[raw.is_categorical_]))
-print("Home categories:", raw._layout.categories[0])
+print("Home categories:", raw.categories_[0])
 new = X.head(3).assign(Home=["boat", "rent", None])  # unseen and missing categories
 print(raw.predict_proba(new).round(3))
 
