@@ -202,6 +202,17 @@ def test_bad_env_var_is_a_clear_error(threads4, monkeypatch, value):
     assert _new_thread_count() == 4
 
 
+def test_bad_env_var_leaves_no_open_block_behind(threads4, monkeypatch):
+    monkeypatch.setenv("SKMLP_NUM_THREADS", "none")
+    with pytest.raises(ValueError):
+        MLPTorchClassifier((4,), max_iter=2, random_state=0).fit(X, y)
+    monkeypatch.delenv("SKMLP_NUM_THREADS")
+    monkeypatch.setattr("skmlp._threads.idle_limit", lambda wait=True: 1)
+    # Not taken for a block nested in the failed one: the limit applies.
+    assert _threads_during_fit()[:-1] == [1, 1]
+    assert torch.get_num_threads() == 4
+
+
 def test_small_fits_do_not_measure(threads4, monkeypatch):
     monkeypatch.setattr("skmlp._threads.SINGLE_THREAD_MACS", 20_000_000)
     monkeypatch.setattr("skmlp._threads.idle_limit", _probe_must_not_run)
