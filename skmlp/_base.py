@@ -152,9 +152,9 @@ class BaseMLPTorch(BaseEstimator):
         config = self._config(data[1].shape[0], early=split)
         # L-BFGS steps over all rows at once; the others over one batch.
         rows = data[1].shape[0] if config.optimizer == "lbfgs" else config.batch_size
-        with torch_threads(threads_for(3 * self._spec.macs(rows))):
+        with torch_threads(threads_for(3 * self._spec.macs(rows))) as threads:
             run = self._train(config, data, val_score, generator, incremental=incremental,
-                              keep_start=not reset)
+                              keep_start=not reset, on_epoch=threads.recheck)
         if run.start_weights is not None:
             module, start = self.module_, run.start_weights
             undo.append(lambda: restore(module, start))
@@ -315,12 +315,13 @@ class BaseMLPTorch(BaseEstimator):
             verbose=int(self.verbose), predict_rows=batch_rows(self._spec.widths()),
         )
 
-    def _train(self, config, data, val_score, generator, *, incremental, keep_start):
+    def _train(self, config, data, val_score, generator, *, incremental, keep_start,
+               on_epoch=None):
         state = self._state
         if not incremental:
             # A new fit (also under warm_start) starts a new optimizer, as scikit-learn's.
             state = replace(state, optimizer_state=None)
-        callback = self._callback()
+        callback = self._callback(on_epoch)
         loss = self._training_loss()
         device = data[1].device
         dropout_gen = generator
@@ -341,13 +342,17 @@ class BaseMLPTorch(BaseEstimator):
         finally:
             set_dropout_generator(self.module_, None)
 
-    def _callback(self):
-        if not self.callbacks:
+    def _callback(self, on_epoch=None):
+        """The per-epoch call of the training loop: ``on_epoch()`` (the thread
+        count's recheck), then the user's callbacks (None: nothing to call)."""
+        if not self.callbacks and on_epoch is None:
             return None
 
         def call(epoch, logs):
+            if on_epoch is not None:
+                on_epoch()
             stop = False
-            for cb in self.callbacks:
+            for cb in self.callbacks or ():
                 stop = bool(cb(self, epoch, logs)) or stop
             return stop
 
@@ -447,7 +452,8 @@ class BaseMLPTorch(BaseEstimator):
         start = 0
         rows = min(X.shape[0], batch_rows(self._spec.widths()))
         inputs = as_rows(X, param.dtype, param.device, resident=False, codes=codes)
-        with torch.inference_mode(), torch_threads(threads_for(self._spec.macs(rows))):
+        threads = torch_threads(threads_for(self._spec.macs(rows)), measure=False)
+        with torch.inference_mode(), threads:
             forward = inference(module)
             for xb in iter_batches(inputs, max(rows, 1)):
                 yb = transform(self._head.combine(forward(*xb))).cpu().numpy()

@@ -565,7 +565,9 @@ class _Recipe:
         set_dropout_generator(est.module_, local_gen)
         tic, cpu = time.perf_counter(), time.process_time()
         try:
-            with torch_threads(nthreads):
+            # The worker's own count: no idle-core measurement, so that every worker
+            # and every run computes alike (SKMLP_NUM_THREADS still applies).
+            with torch_threads(nthreads, measure=False):
                 run = fit_loop(est.module_, est._training_loss(), data, config, local_gen,
                                state, epochs=config.max_iter, val_score=val_score,
                                callback=callback, monitor=True, sync=sync)
