@@ -548,10 +548,15 @@ def proba_metrics(y_true, proba, classes):
         if len(classes) == 2:
             out["roc_auc"] = float(roc_auc_score(np.asarray(y_true) == classes[1], proba[:, 1]))
         else:
+            # Over the classes the test rows hold (a rare class may miss from them).
             present = np.isin(classes, np.unique(y_true))
             p = proba[:, present] / proba[:, present].sum(axis=1, keepdims=True)
-            out["roc_auc"] = float(roc_auc_score(y_true, p, multi_class="ovr", average="macro",
-                                                 labels=np.asarray(classes)[present]))
+            labels = np.asarray(classes)[present]
+            if len(labels) == 2:
+                out["roc_auc"] = float(roc_auc_score(np.asarray(y_true) == labels[1], p[:, 1]))
+            else:
+                out["roc_auc"] = float(roc_auc_score(y_true, p, multi_class="ovr",
+                                                     average="macro", labels=labels))
     except ValueError:  # a class absent from the test rows, or a single one present
         out["roc_auc"] = None
     return out
