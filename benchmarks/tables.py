@@ -653,6 +653,7 @@ def run(args):
         data[name] = (task, X, y)
         payload["tables"][name] = describe(name, X, y, task)
     limits = contextlib.nullcontext()
+    torch_threads = _torch_threads()
     if args.threads:
         global THREADS
         import torch
@@ -663,8 +664,13 @@ def run(args):
         limits = threadpool_limits(limits=args.threads)
     payload["meta"]["threads"] = args.threads
     payload["meta"]["machine"]["torch_threads"] = _torch_threads()
-    with limits:
-        _loop(args, payload, data, tables, seeds, active, seeds_for, done)
+    try:
+        with limits:
+            _loop(args, payload, data, tables, seeds, active, seeds_for, done)
+    finally:
+        if args.threads:
+            torch.set_num_threads(torch_threads)
+            THREADS = None
     return payload
 
 

@@ -156,47 +156,58 @@ def run(args):
         payload["results"] = [r for r in old["results"] if "failed" not in r]
         payload["meta"]["rows"] = {**old["meta"].get("rows", {}), **payload["meta"]["rows"]}
         for r in payload["results"]:
-            done[(r["table"], r["seed"], json.dumps(r["applied"], sort_keys=True))] = r
+            if "same_as" not in r:
+                done.setdefault((r["table"], r["seed"], json.dumps(r["applied"],
+                                                                    sort_keys=True)), r)
         print(f"resuming: {len(payload['results'])} fits from {args.json}", flush=True)
+    have = {(r["table"], r["seed"], r["row"]) for r in payload["results"]}
     import torch
     from threadpoolctl import threadpool_limits
 
+    torch_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    t_start = time.perf_counter()
-    with threadpool_limits(args.threads):
-        for seed in range(args.seeds):
-            for table in tables:
-                task, load, _ = T.TABLES[table]
-                X, y = load()
-                X_tr, X_te, y_tr, y_te = T.split(X, y, task, seed, args.max_train, args.max_test)
-                for name, params in rows:
-                    est, applied = build(task, params, seed, len(X_tr))
-                    key = (table, seed, json.dumps({k: repr(v) for k, v in applied.items()},
-                                                   sort_keys=True))
-                    rec = {"table": table, "task": task, "seed": seed, "row": name,
-                           "applied": {k: repr(v) for k, v in applied.items()},
-                           "n_train": len(X_tr), "n_test": len(X_te)}
-                    if key in done:  # the same fit under another row name (or resumed)
-                        prev = done[key]
-                        if prev["row"] == name:
-                            continue
-                        rec.update({m: prev.get(m) for m in T.METRICS}, same_as=prev["row"])
-                        msg = f"= {prev['row']}"
-                    else:
-                        try:
-                            rec.update(T.evaluate(est, task, X_tr, y_tr, X_te, y_te))
-                            done[key] = rec
-                            msg = f"err {rec['error']:.4f} fit {rec['fit_s']:7.2f}s"
-                            if rec.get("log_loss") is not None:
-                                msg += f" logloss {rec['log_loss']:.4f}"
-                        except Exception as exc:  # a failing row must not end the run
-                            rec["failed"] = f"{type(exc).__name__}: {exc}"
-                            msg = "FAILED " + rec["failed"]
-                    payload["results"].append(rec)
-                    print(f"[{time.perf_counter() - t_start:6.0f}s] seed {seed} {table:13s} "
-                          f"{name:28s} {msg}", flush=True)
-                    T.write_json(args.json, payload)
+    try:
+        with threadpool_limits(args.threads):
+            _loop(args, payload, tables, rows, done, have)
+    finally:
+        torch.set_num_threads(torch_threads)
     return payload
+
+
+def _loop(args, payload, tables, rows, done, have):
+    t_start = time.perf_counter()
+    for seed in range(args.seeds):
+        for table in tables:
+            task, load, _ = T.TABLES[table]
+            X, y = load()
+            X_tr, X_te, y_tr, y_te = T.split(X, y, task, seed, args.max_train, args.max_test)
+            for name, params in rows:
+                if (table, seed, name) in have:  # resumed
+                    continue
+                est, applied = build(task, params, seed, len(X_tr))
+                key = (table, seed, json.dumps({k: repr(v) for k, v in applied.items()},
+                                               sort_keys=True))
+                rec = {"table": table, "task": task, "seed": seed, "row": name,
+                       "applied": {k: repr(v) for k, v in applied.items()},
+                       "n_train": len(X_tr), "n_test": len(X_te)}
+                if key in done:  # the same fit under another row name
+                    prev = done[key]
+                    rec.update({m: prev.get(m) for m in T.METRICS}, same_as=prev["row"])
+                    msg = f"= {prev['row']}"
+                else:
+                    try:
+                        rec.update(T.evaluate(est, task, X_tr, y_tr, X_te, y_te))
+                        done[key] = rec
+                        msg = f"err {rec['error']:.4f} fit {rec['fit_s']:7.2f}s"
+                        if rec.get("log_loss") is not None:
+                            msg += f" logloss {rec['log_loss']:.4f}"
+                    except Exception as exc:  # a failing row must not end the run
+                        rec["failed"] = f"{type(exc).__name__}: {exc}"
+                        msg = "FAILED " + rec["failed"]
+                payload["results"].append(rec)
+                print(f"[{time.perf_counter() - t_start:6.0f}s] seed {seed} {table:13s} "
+                      f"{name:28s} {msg}", flush=True)
+                T.write_json(args.json, payload)
 
 
 def _catboost_runs(path):

@@ -139,3 +139,32 @@ def test_ablation_refuses_confirmation_tables(A, T):
     with pytest.raises(SystemExit, match="confirmation part"):
         A._tuning_tables([conf])
     assert set(A._tuning_tables(["tuning"])) == {t for t in T.TABLES if T.PART[t] == "tuning"}
+
+
+def test_ablation_run_shares_equal_fits_and_resumes_without_duplicates(A, T, tmp_path,
+                                                                      monkeypatch):
+    fits = []
+
+    def fake_evaluate(model, task, X_tr, y_tr, X_te, y_te):
+        fits.append(model.get_params()["n_ensemble"])
+        return {"error": 0.5, "fit_s": 1.0, "predict_s": 0.1}
+
+    monkeypatch.setattr(T, "evaluate", fake_evaluate)
+    import torch
+
+    threads = torch.get_num_threads()
+    path = str(tmp_path / "abl.json")
+    argv = ["--tables", "diabetes", "--json", path, "--row", "n_ensemble=1",
+            "--row", "label_smoothing=0"]
+    A.main(argv)
+    # diabetes is a regression table: label_smoothing=0 is the defaults' fit, not a new one.
+    assert sorted(fits) == [1, 4]
+    A.main(argv + ["--resume", "--row", "n_ensemble=2"])
+    assert sorted(fits) == [1, 2, 4]
+    assert torch.get_num_threads() == threads  # --threads 1 is undone after the run
+    import json
+
+    with open(path) as f:
+        rows = [(r["row"], r.get("same_as")) for r in json.load(f)["results"]]
+    assert sorted(rows) == sorted([("defaults", None), ("n_ensemble=1", None),
+                                   ("label_smoothing=0", "defaults"), ("n_ensemble=2", None)])
