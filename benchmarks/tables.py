@@ -604,7 +604,7 @@ def run(args):
     tables = [t for name in tables
               for t in ([u for u in TABLES if PART[u] == name] if name in ("tuning", "confirmation")
                         else [name])]
-    seeds = list(range(1 if args.quick else args.seeds))
+    seeds = [0] if args.quick else args.seeds
     contenders = args.contenders or list(CONTENDERS)
     for name in tables + contenders:
         if name not in TABLES and name not in CONTENDERS:
@@ -617,7 +617,7 @@ def run(args):
             print(f"note: skipping {name}: {why}", flush=True)
             skipped[name] = why
     active = [c for c in contenders if c not in skipped]
-    seeds_for = {c: min(len(seeds), k) for c, k in (args.seeds_for or {}).items()}
+    seeds_for = dict(args.seeds_for or {})  # contender -> runs only seeds below this
 
     payload = {"meta": {"argv": sys.argv[1:], "versions": versions(), "machine": {
                    "platform": platform.platform(), "cpus": os.cpu_count(),
@@ -681,7 +681,7 @@ def _loop(args, payload, data, tables, seeds, active, seeds_for, done):
             task, X, y = data[name]
             X_tr, X_te, y_tr, y_te = split(X, y, task, seed, args.max_train, args.max_test)
             for cont in active:
-                if seed >= seeds_for.get(cont, len(seeds)) or (name, seed, cont) in done:
+                if seed >= seeds_for.get(cont, math.inf) or (name, seed, cont) in done:
                     continue
                 rec = {"table": name, "task": task, "seed": seed, "contender": cont,
                        "n_train": len(X_tr), "n_test": len(X_te)}
@@ -891,6 +891,40 @@ def describe_tables():
               f"{d['n_cat']} ({d['max_levels']}) | {miss} |")
 
 
+def _seed_list(text):
+    if text.isdigit():
+        return list(range(int(text)))
+    try:
+        return sorted({int(s) for s in text.split(",") if s})
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected N or a list of seeds such as 1,2") from None
+
+
+def merge(paths):
+    """One payload from runs with the same settings; a later run's fit replaces an earlier's."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    first = runs[0]["meta"]
+    key = ("max_train", "max_test", "metric")
+    for run_, path in zip(runs[1:], paths[1:]):
+        if any(run_["meta"].get(k) != first.get(k) for k in key):
+            sys.exit(f"--merge: {path} differs from {paths[0]} in {key}")
+    results, tables = {}, {}
+    for run_ in runs:
+        tables.update(run_["tables"])
+        for r in run_["results"]:
+            results[(r["table"], r["seed"], r["contender"])] = r
+    meta = dict(first, merged_from=[{"path": p, "argv": r["meta"].get("argv"),
+                                     "started": r["meta"].get("started"),
+                                     "total_s": r["meta"].get("total_s")}
+                                    for p, r in zip(paths, runs)])
+    meta["seeds"] = sorted({r["seed"] for r in results.values()})
+    meta["contenders"] = list(dict.fromkeys(c for r in runs for c in r["meta"]["contenders"]))
+    return {"meta": meta, "tables": tables, "results": list(results.values())}
+
+
 def _seeds_for(text):
     out = {}
     for part in text.split(","):
@@ -905,9 +939,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     listing = lambda s: [x for x in s.split(",") if x]  # noqa: E731
-    parser.add_argument("--seeds", type=int, default=3, help="number of splits (seeds 0..N-1)")
+    parser.add_argument("--seeds", type=_seed_list, default=[0, 1, 2],
+                        help="N (seeds 0..N-1) or a list such as 1,2 (default 3)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="join runs of the same settings (e.g. seeds run apart) into --json")
     parser.add_argument("--seeds-for", type=_seeds_for, default=None,
-                        help="run slow contenders on the first K seeds only, e.g. realmlp_td=1")
+                        help="run slow contenders on seeds below K only, e.g. realmlp_td=1")
     parser.add_argument("--tables", type=listing, default=None,
                         help="names, or 'tuning' / 'confirmation' for a part: " + ",".join(TABLES))
     parser.add_argument("--contenders", type=listing, default=None, help=",".join(CONTENDERS))
@@ -934,10 +971,16 @@ def main(argv=None):
         describe_tables()
         return
 
-    if args.summary_from:
-        with open(args.summary_from) as f:
-            payload = json.load(f)
-        payload["summary"] = summarize(payload)
+    if args.summary_from or args.merge:
+        if args.merge:
+            payload = merge(args.merge)
+            payload["summary"] = summarize(payload)
+            write_json(args.json, payload)
+            print(f"merged {len(args.merge)} runs into {args.json}")
+        else:
+            with open(args.summary_from) as f:
+                payload = json.load(f)
+            payload["summary"] = summarize(payload)
     else:
         payload = run(args)
         if args.save_reference:

@@ -168,3 +168,28 @@ def test_ablation_run_shares_equal_fits_and_resumes_without_duplicates(A, T, tmp
         rows = [(r["row"], r.get("same_as")) for r in json.load(f)["results"]]
     assert sorted(rows) == sorted([("defaults", None), ("n_ensemble=1", None),
                                    ("label_smoothing=0", "defaults"), ("n_ensemble=2", None)])
+
+
+def test_merge_joins_runs_and_refuses_other_settings(T, tmp_path):
+    import json
+
+    meta = {"max_train": 10000, "max_test": 5000, "metric": T.METRIC, "contenders": ["catboost"]}
+    a = {"meta": meta, "tables": {"wine": {"task": "clf"}},
+         "results": [_rec("wine", "catboost", 0, 0.1), _rec("wine", "catboost", 1, 0.3)]}
+    b = {"meta": dict(meta, contenders=["hgb"]), "tables": {"glass": {"task": "clf"}},
+         "results": [_rec("wine", "catboost", 1, 0.2), _rec("glass", "hgb", 1, 0.4)]}
+    paths = []
+    for name, payload in (("a", a), ("b", b)):
+        paths.append(str(tmp_path / f"{name}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump(payload, f)
+    m = T.merge(paths)
+    assert m["meta"]["seeds"] == [0, 1] and m["meta"]["contenders"] == ["catboost", "hgb"]
+    got = {(r["table"], r["seed"], r["contender"]): r["error"] for r in m["results"]}
+    assert got == {("wine", 0, "catboost"): 0.1, ("wine", 1, "catboost"): 0.2,
+                   ("glass", 1, "hgb"): 0.4}
+    with open(paths[1], "w") as f:
+        json.dump(dict(b, meta=dict(meta, max_train=5000)), f)
+    with pytest.raises(SystemExit, match="differs"):
+        T.merge(paths)
+    assert T._seed_list("3") == [0, 1, 2] and T._seed_list("2,1") == [1, 2]
