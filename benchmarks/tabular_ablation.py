@@ -28,8 +28,9 @@ tables.py's (same ``--max-train``/``--max-test`` -> same rows), so ``--catboost 
 add CatBoost's numbers from a tables.py run on the same splits.
 
 Printed per row: geometric means over tables and seeds of error, log loss (classification
-tables) and fit time relative to ``defaults``, how many tables it wins/loses on error, and
-with ``--catboost`` the error and log loss relative to CatBoost's.
+tables) and fit time relative to ``defaults``, the same over only the fits the row changed
+(a classifier-only parameter changes no regression fit), how many tables it wins/loses on
+error, and with ``--catboost`` the error and log loss relative to CatBoost's.
 
 DEFAULT_ROWS (no ``--row``) are the questions issue 19 asks of the defaults: label
 smoothing, early stopping (always, never, threshold 1000 vs 3000), the ensemble, the
@@ -224,7 +225,8 @@ def summarize(payload, catboost=None):
     out = {}
     for name in dict.fromkeys(r["row"] for r in ok):
         mine = [r for r in ok if r["row"] == name and (r["table"], r["seed"]) in base]
-        rel = {"error": [], "log_loss": [], "fit_s": []}
+        rel = {"error": [], "log_loss": [], "fit_s": [], "applied_error": [],
+               "applied_log_loss": []}
         cb = {"error": [], "log_loss": []}
         wins = losses = 0
         for r in mine:
@@ -237,6 +239,10 @@ def summarize(payload, catboost=None):
             if r.get("log_loss") is not None:
                 rel["log_loss"].append(max(r["log_loss"], T.LOG_LOSS_FLOOR)
                                        / max(b["log_loss"], T.LOG_LOSS_FLOOR))
+            if r.get("same_as") != "defaults" and name != "defaults":  # the row changed a fit
+                rel["applied_error"].append(rel["error"][-1])
+                if r.get("log_loss") is not None:
+                    rel["applied_log_loss"].append(rel["log_loss"][-1])
             c = (catboost or {}).get((r["table"], r["seed"], meta["max_train"], meta["max_test"]))
             if c:
                 cb["error"].append(max(r["error"], floor) / max(c["error"], floor))
@@ -247,6 +253,9 @@ def summarize(payload, catboost=None):
                      "tables": len({r["table"] for r in mine}),
                      "rel_error": T._gmean(rel["error"]), "rel_log_loss": T._gmean(rel["log_loss"]),
                      "rel_fit": T._gmean(rel["fit_s"]),
+                     "applied_fits": len(rel["applied_error"]),
+                     "applied_rel_error": T._gmean(rel["applied_error"]),
+                     "applied_rel_log_loss": T._gmean(rel["applied_log_loss"]),
                      "fit_s": T._gmean([r["fit_s"] for r in mine]),
                      "error_wins": int(wins), "error_losses": int(losses),
                      "catboost_rel_error": T._gmean(cb["error"]),
@@ -274,16 +283,19 @@ def report(payload, catboost=None):
             if rs[0].get("log_loss") is not None:
                 s += f" [{np.mean([r['log_loss'] for r in rs]):.3f}]"
             cells.append(s + " |")
-        print(f"| {t} | {rs[0]['task']} |" + "".join(cells))
+        task = next(r["task"] for r in ok if r["table"] == t)
+        print(f"| {t} | {task} |" + "".join(cells))
     print("\nGeometric means over tables and seeds, relative to `defaults` (and to CatBoost "
           "where --catboost gave its runs on the same splits)\n")
-    print("| row | fits | rel. error | rel. log loss | error wins/losses | fit s | rel. fit | "
-          "error / CatBoost | log loss / CatBoost |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| row | fits | rel. error | rel. log loss | changed fits: rel. error, log loss | "
+          "error wins/losses | fit s | rel. fit | error / CatBoost | log loss / CatBoost |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     f = T._f
     for n, s in summary.items():
         print(f"| {n} | {s['fits']} | {f(s['rel_error'], '.3f')} | {f(s['rel_log_loss'], '.3f')} | "
-              f"{s['error_wins']}/{s['error_losses']} | {f(s['fit_s'], '.2f')} | "
+              f"{s['applied_fits']}: {f(s['applied_rel_error'], '.3f')}, "
+              f"{f(s['applied_rel_log_loss'], '.3f')} | {s['error_wins']}/{s['error_losses']} | "
+              f"{f(s['fit_s'], '.2f')} | "
               f"{f(s['rel_fit'], '.2f')}x | {f(s['catboost_rel_error'], '.3f')} | "
               f"{f(s['catboost_rel_log_loss'], '.3f')} |")
     for r in payload["results"]:
