@@ -1,9 +1,10 @@
-"""Plot the results of benchmarks/tables.py: error relative to sklearn's MLP vs fit time.
+"""Plot the results of benchmarks/tables.py: error relative to CatBoost's vs fit time.
 
-    python benchmarks/plot_tables.py [JSON] [--out PATH]
+    python benchmarks/plot_tables.py [JSON] [--part confirmation|tuning|all] [--out PATH]
 
-JSON defaults to the committed reference, benchmarks/tables_results.json. One large marker
-per contender at its geometric means over tables (relative error, fit seconds), and one small
+JSON defaults to the committed reference, benchmarks/tables_split_results.json; the part
+to the confirmation part (the headline). One large marker per contender at its geometric
+means over the part's tables (error relative to the baseline, fit seconds), and one small
 marker per table, so the spread is visible; fit time on a log axis.
 """
 
@@ -15,7 +16,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def plot(payload, out):
+def plot(payload, out, part="confirmation"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +26,9 @@ def plot(payload, out):
     from tables import BASELINE, summarize
 
     summary = summarize(payload)
-    per_table, overall = summary["per_table"], summary["overall"]
+    members = [t for t in summary["per_table"] if part == "all" or summary["part"][t] == part]
+    per_table = {t: summary["per_table"][t] for t in members}
+    overall = summary["overall"].get(part, {})
     fig, ax = plt.subplots(figsize=(7.5, 5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (cont, o) in enumerate(overall.items()):
@@ -43,7 +46,7 @@ def plot(payload, out):
     ax.set_xlabel("fit time [s] (log)")
     ax.set_ylabel(f"error / error of {BASELINE} (log)")
     meta = payload["meta"]
-    ax.set_title(f"Real tables: {len(per_table)} tables, seeds {meta['seeds']}; "
+    ax.set_title(f"Real tables, {part} part: {len(per_table)} tables, seeds {meta['seeds']}; "
                  "large = geometric mean", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(True, which="both", alpha=0.25)
@@ -55,13 +58,16 @@ def plot(payload, out):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("json", nargs="?", default=os.path.join(HERE, "tables_results.json"))
+    parser.add_argument("json", nargs="?",
+                        default=os.path.join(HERE, "tables_split_results.json"))
+    parser.add_argument("--part", default="confirmation",
+                        choices=("confirmation", "tuning", "all"))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "tables.png"))
     args = parser.parse_args(argv)
     with open(args.json) as f:
         payload = json.load(f)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    plot(payload, args.out)
+    plot(payload, args.out, args.part)
     print(args.out)
 
 
