@@ -166,8 +166,7 @@ def _hinted(call, X=None, allow_nan=False, fitted=False):
             where = ("numeric in fit: pass numbers there, as in fit (to encode it as "
                      "categories, refit with it in categorical_features or with a category "
                      "or string dtype)" if fitted else
-                     "not categorical: give it a category or string dtype (or list it in "
-                     "categorical_features) to encode it as categories, or convert it with "
+                     "not categorical. " + NUMERIC_HINT + " Or convert it with "
                      "pd.to_numeric(..., errors='coerce')")
             raise type(exc)(f"X's column(s) {', '.join(text)} hold text, but the column is "
                             f"{where}.") from exc
