@@ -145,10 +145,10 @@ class BaseMLPTorch(BaseEstimator):
         rows = (X, Y, weights, codes)
         train, val = self._split(rows, val_weights, generator, split)
         data = self._tensors(*train, dtype, device)
-        val_score = None
+        val_score = val_data = None
         if split:
-            val_score = self._validation_scorer(self._tensors(*val[:4], dtype, device),
-                                                X_given, y, val[4])
+            val_data = self._tensors(*val[:4], dtype, device)
+            val_score = self._validation_scorer(val_data, X_given, y, val[4])
         config = self._config(data[1].shape[0], early=split)
         # L-BFGS steps over all rows at once; the others over one batch.
         rows = data[1].shape[0] if config.optimizer == "lbfgs" else config.batch_size
@@ -160,7 +160,12 @@ class BaseMLPTorch(BaseEstimator):
             undo.append(lambda: restore(module, start))
             run.start_weights = None
         self._rng_state = generator.get_state()
+        self._calibrate(val_data if run.reason != "diverged" else None)
         self._finish(run, incremental)
+
+    def _calibrate(self, val_data, reduce=None):
+        """After training: adjust the fitted outputs on the held-out rows
+        ``val_data`` (None: none were held out). Classifiers' temperature."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -380,15 +385,23 @@ class BaseMLPTorch(BaseEstimator):
         return -total / (per_sample.shape[0] if W is None else W.sum())
 
     @torch.no_grad()
-    def _outputs_score(self, module, val_data, measure):
-        """``measure(outputs, Y, W)`` with the forward pass in predict-sized batches
-        (eval-mode semantics, without touching the module's mode)."""
-        X, Y, W = val_data
+    def _outputs(self, module, X, combine=True):
+        """The network's outputs on the tensors ``X`` in predict-sized batches
+        (eval-mode semantics, without touching the module's mode); the members'
+        own ``(n, k, o)`` when ``combine`` is False."""
         forward = inference(module)
-        parts = [self._head.combine(forward(*xb))
-                 for xb in iter_batches(X, batch_rows(self._spec.widths()))]
-        out = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return float(measure(out, Y, W))
+        finish = self._head.combine if combine else (lambda z: z)
+        rows = max(1, X.shape[0])  # no rows (a Dask worker's empty share): one empty batch
+        parts = [finish(forward(*xb))
+                 for xb in iter_batches(X, min(rows, batch_rows(self._spec.widths())))]
+        if not parts:
+            parts = [finish(forward(*X.slice(0, 0)))]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _outputs_score(self, module, val_data, measure):
+        """``measure(outputs, Y, W)`` of the held-out rows ``val_data = (X, Y, W)``."""
+        X, Y, W = val_data
+        return float(measure(self._outputs(module, X), Y, W))
 
     def _finish(self, run, incremental):
         """Fitted attributes from the cumulative state and this call's run.

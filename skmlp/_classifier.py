@@ -1,5 +1,7 @@
 """MLPTorchClassifier: label encoding and class weights; the head decodes outputs."""
 
+from dataclasses import replace
+
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
@@ -58,7 +60,11 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         last ``fit``, which chose the weights held; None when the last call did
         not validate.
     best_validation_score_ : float or None
-        The best of ``validation_scores_``: the score of the weights kept.
+        The best of ``validation_scores_``: the score of the weights kept
+        (before ``calibration``).
+    temperature_ : float
+        The temperature the last fit divided the logits by
+        (``calibration="temperature"``); 1.0 when it applied none.
     history_ : list of dict
         One dict per epoch with keys "epoch", "loss", "val_score", "lr" and
         "seconds".
@@ -112,6 +118,19 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
 
     def _training_loss(self):
         return self._head.training_loss(self.label_smoothing)
+
+    def _calibrate(self, val_data, reduce=None):
+        """``calibration="temperature"``: divide the logits by the temperature
+        that minimises the held-out log loss (``reduce`` sums it over Dask
+        workers); ``temperature_`` records it (1.0: none applied)."""
+        temperature = 1.0
+        if val_data is not None and self.calibration == "temperature":
+            X, Y, W = val_data
+            z = self._outputs(self.module_, X, combine=False)
+            temperature = HEADS[self._spec.head_name].temperature(z, Y, W, reduce)
+        if temperature != self._spec.temperature:
+            self._spec = replace(self._spec, temperature=temperature)
+        self.temperature_ = temperature
 
     def _encode_targets(self, y, *, reset, classes=None, sample_weight=None):
         multilabel = type_of_target(y) == "multilabel-indicator"

@@ -95,6 +95,18 @@ class _InputStage:
         torch.autograd.backward(out, g, inputs=self.params)
 
 
+def _flush_tiny(g):
+    """Zero the entries of the output gradient below ``sqrt(finfo.tiny)`` (1e-19
+    in float32), in place.
+
+    Rows the network already fits with saturated outputs have gradients that
+    shrink towards the subnormal range, where x86 CPUs compute the backward
+    products up to 100x slower. Such entries move no weight: Adam divides by
+    at least ``eps`` (1e-8), SGD steps ``lr`` times them.
+    """
+    g.masked_fill_(g.abs() < torch.finfo(g.dtype).tiny ** 0.5, 0.0)
+
+
 def _write_linear_grads(weight, bias, g, h_in):
     if weight.grad is None:
         weight.grad, bias.grad = g.t() @ h_in, g.sum(dim=0)
@@ -196,6 +208,7 @@ def plan(module, loss):
             scale = wb / wb.sum().clamp_min(torch.finfo(wb.dtype).tiny)
             value = (per_sample * scale).sum()
             g.mul_(scale.view(-1, *([1] * (g.ndim - 1))))
+        _flush_tiny(g)
         g = output.backward(g, out_saved, need_input_grad=learns_before[-1])
         for index in range(len(stages) - 1, -1, -1):
             g = stages[index].backward(g, saved[index], need_input_grad=learns_before[index])

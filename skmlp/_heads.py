@@ -193,6 +193,31 @@ class Head:
         return z if z.ndim == 2 else self._combine(z)
 
 
+def golden_minimum(f, low, high, *, start, iterations=40):
+    """The ``x`` in ``[low, high]`` where ``f`` is lowest by golden-section search,
+    or ``start`` when ``f(start)`` is at least as low (also when ``f`` is not
+    finite). Deterministic: every process evaluating the same ``f`` gets the
+    same ``x``."""
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = low, high
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(iterations):
+        if fc < fd or not math.isfinite(fd):
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = f(d)
+    best, f_best = (c, fc) if fc < fd else (d, fd)
+    f_start = f(start)
+    if not math.isfinite(f_best) or (math.isfinite(f_start) and f_start <= f_best):
+        return start
+    return best
+
+
 def _weighted_mean(values, W):
     return values.mean() if W is None else (values * W).sum() / W.sum()
 
@@ -212,6 +237,32 @@ class _ClassificationHead(Head):
     def labels(self, codes, classes):
         """``predict``'s output from the codes ``predict`` decoded."""
         return classes[codes]
+
+    def temperature(self, z, Y, W, reduce=None):
+        """The temperature ``T`` whose ``combine(z) / T`` has the lowest log loss.
+
+        ``z`` holds the raw outputs ``(n, o)`` or ensemble member outputs
+        ``(n, k, o)`` of held-out rows with targets ``Y`` and weights ``W``
+        (None: equal). Dividing the combined logits by ``T`` (``T < 1``
+        sharpens, ``T > 1`` softens) is temperature scaling (Guo et al., 2017,
+        "On Calibration of Modern Neural Networks"): the ranking of the classes
+        stays, and the softening of label smoothing is undone. For an ensemble
+        the members' mean probabilities are scaled, not each member's (sharp
+        members would average to hard votes). ``reduce(total, weight) -> mean``
+        sums the loss over processes (default: this process's mean). Returns
+        1.0 when no temperature in ``[1/50, 50]`` does better or the loss is not
+        finite.
+        """
+        weight = float(z.shape[0] if W is None else W.sum())
+        reduce = reduce or (lambda total, w: total / w)
+        combined = self.combine(z)
+
+        def log_loss(log_t):
+            per_sample = self.loss.value(combined / math.exp(log_t), Y)
+            total = float(per_sample.sum() if W is None else (per_sample * W).sum())
+            return reduce(total, weight)
+
+        return math.exp(golden_minimum(log_loss, -math.log(50), math.log(50), start=0.0))
 
 
 def _log_mean_exp(log_values, dim=1):
@@ -381,6 +432,22 @@ CLASSIFICATION_HEADS = {
     "multilabel": MultilabelHead(),
 }
 HEADS = {**REGRESSION_HEADS, **CLASSIFICATION_HEADS}
+
+
+class TemperedHead:
+    """A classification head whose combined logits are divided by a temperature
+    (``calibration="temperature"``): ``predict_proba``, ``decision_function``,
+    the ONNX graph and validation all read ``combine``."""
+
+    def __init__(self, head, temperature):
+        self.head = head
+        self.divisor = temperature
+
+    def __getattr__(self, name):
+        return getattr(self.head, name)
+
+    def combine(self, z):
+        return self.head.combine(z) / self.divisor
 
 
 def classification_head(multilabel, n_classes):

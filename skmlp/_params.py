@@ -203,6 +203,15 @@ PARAMETERS = (
           "In [0, 1), as ``torch.nn.functional.cross_entropy``'s: the one-hot target "
           "becomes ``(1 - s) onehot + s / n_classes``; binary and multilabel targets move "
           "towards 0.5 by the same rule (``t (1 - s) + s / 2``).", CLF),
+    Param("calibration", None,
+          (lambda v: v is None or (isinstance(v, str) and v == "temperature"),
+           "None or 'temperature'"),
+          '"temperature" or None',
+          'After a fit that held out validation rows (``early_stopping``), ``"temperature"`` '
+          "divides the network's logits by the temperature that minimises the log loss of "
+          "those rows (temperature scaling: sharper or softer probabilities; each ensemble "
+          "member ranks the classes as before). "
+          "``temperature_`` holds it; 1.0 when nothing was held out.", CLF),
     Param("target_scaling", False, _bool(), "bool",
           "Standardise each target with its (weighted) ``fit`` mean and standard "
           "deviation, train on that and undo it in ``predict`` (``loss_curve_`` is then "

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from ._heads import HEADS
+from ._heads import HEADS, TemperedHead
 from ._network import build, table_width
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -39,6 +39,8 @@ class NetworkSpec:
     n_ensemble : members trained inside the network (TabM-mini: their own
         input scaling and output layer, shared blocks); outputs
         ``(n, n_ensemble, n_outputs)``, combined by the head.
+    temperature : classifiers' calibration, set after training: the head's
+        combined logits are divided by it (1.0: as they are).
     """
 
     n_inputs: int
@@ -58,6 +60,7 @@ class NetworkSpec:
     scale: tuple = ()
     numeric_embedding: Optional[str] = None
     n_ensemble: int = 1
+    temperature: float = 1.0
 
     @property
     def torch_dtype(self):
@@ -66,7 +69,8 @@ class NetworkSpec:
     @property
     def head(self):
         """The ``Head`` object (loss, link, decoding)."""
-        return HEADS[self.head_name]
+        head = HEADS[self.head_name]
+        return head if self.temperature == 1.0 else TemperedHead(head, self.temperature)
 
     def table(self):
         """The table input's options, or None when the numeric input goes in as it is."""

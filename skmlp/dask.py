@@ -576,6 +576,9 @@ class _Recipe:
         seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
         run.samples = len(run.losses) * n_total  # t_ counts the rows of every worker
         est._rng_state = generator.get_state()
+        # calibration: every worker runs the same search over the reduced loss
+        est._calibrate(val_data if run.reason != "diverged" else None,
+                       reduce=lambda total, weight: float(sync.mean(total, weight)))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             est._finish(run, False)
