@@ -1,0 +1,155 @@
+"""calibration="temperature": the held-out log loss picks a temperature that
+divides the combined logits; everything that reads outputs sees it."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.metrics import log_loss
+
+from skmlp import MLPTorchClassifier, MLPTorchRegressor, TabularMLPClassifier
+from skmlp._heads import HEADS, golden_minimum
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _data(n=1200, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, 6)
+    logits = np.stack([X[:, 0], X[:, 1], -X[:, 0] - X[:, 1]], axis=1) * 2
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(3, p=row) for row in p])
+    return X, y
+
+
+def test_golden_minimum_finds_the_minimum_and_keeps_a_better_start():
+    assert golden_minimum(lambda x: (x - 1.3) ** 2, -4, 4, start=0.0) == pytest.approx(1.3, abs=1e-6)
+    assert golden_minimum(lambda x: abs(x) + 1, -4, 4, start=0.0) == 0.0
+    assert golden_minimum(lambda x: math.nan, -4, 4, start=0.0) == 0.0
+    # an infinite side is not chosen
+    assert golden_minimum(lambda x: math.inf if x > 0 else (x + 2) ** 2, -4, 4,
+                          start=-1.0) == pytest.approx(-2, abs=1e-6)
+
+
+@pytest.mark.parametrize("head, scale", [("multiclass", 0.25), ("multiclass", 3.0),
+                                         ("binary", 0.25), ("binary", 3.0)])
+def test_head_temperature_undoes_a_known_softening(head, scale):
+    # targets drawn from softmax(z); the model's logits are z * scale: the best
+    # temperature is about scale (T < 1 sharpens soft logits)
+    gen = torch.Generator().manual_seed(0)
+    k = 3 if head == "multiclass" else 1
+    z = 3 * torch.randn(20000, k, generator=gen, dtype=torch.float64)
+    if head == "multiclass":
+        Y = torch.multinomial(torch.softmax(z, 1), 1, generator=gen)[:, 0]
+    else:
+        Y = (torch.rand(20000, 1, generator=gen, dtype=torch.float64)
+             < torch.sigmoid(z)).to(torch.float64)
+    T = HEADS[head].temperature(z * scale, Y, None)
+    assert T == pytest.approx(scale, rel=0.05)
+    # weights count: rows of weight zero do not move it
+    W = torch.ones(20000, dtype=torch.float64)
+    W[:10000] = 0
+    noisy = z * scale
+    noisy[:10000] *= 20
+    assert HEADS[head].temperature(noisy, Y, W) == pytest.approx(scale, rel=0.07)
+
+
+def test_temperature_of_an_ensemble_scales_the_mean_probabilities():
+    # members that disagree: scaling each member's logits would average sharp
+    # members to hard votes; the combined output is what is scaled
+    gen = torch.Generator().manual_seed(1)
+    base = 2 * torch.randn(5000, 1, 3, generator=gen, dtype=torch.float64)
+    z = 3 * (base + torch.randn(5000, 4, 3, generator=gen, dtype=torch.float64))
+    Y = torch.multinomial(torch.softmax(base[:, 0], 1), 1, generator=gen)[:, 0]
+    head = HEADS["multiclass"]
+    T = head.temperature(z, Y, None)
+    assert 1.0 < T < 50  # over-sharp members: the mean is softened, inside the range
+    combined = head.combine(z)
+
+    def loss(t):
+        return float(head.loss.value(combined / t, Y).mean())
+
+    assert loss(T) <= min(loss(1.0), loss(0.9 * T), loss(1.1 * T)) + 1e-12
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MLPTorchClassifier((16,), max_iter=30, label_smoothing=0.3, early_stopping=True,
+                               calibration="temperature", random_state=0),
+    lambda: TabularMLPClassifier(max_iter=15, label_smoothing=0.3, calibration="temperature",
+                                 random_state=0),
+], ids=["mlp", "tabular-ensemble"])
+def test_fit_sharpens_smoothed_probabilities_and_keeps_labels(make):
+    X, y = _data()
+    X_test, y_test = _data(2000, seed=1)
+    plain = clone(make()).set_params(calibration=None).fit(X, y)
+    calibrated = make().fit(X, y)
+    assert plain.temperature_ == 1.0
+    # label smoothing 0.3 softens the probabilities: the temperature sharpens them
+    assert calibrated.temperature_ < 0.9
+    assert log_loss(y_test, calibrated.predict_proba(X_test)) < log_loss(
+        y_test, plain.predict_proba(X_test))
+    # the same network otherwise: the logits are divided by the temperature
+    if plain.n_ensemble == 1:
+        np.testing.assert_allclose(calibrated.decision_function(X_test) * calibrated.temperature_,
+                                   plain.decision_function(X_test), rtol=1e-6, atol=1e-9)
+        np.testing.assert_array_equal(calibrated.predict(X_test), plain.predict(X_test))
+    proba = calibrated.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_allclose(np.log(proba), calibrated.predict_log_proba(X_test), atol=1e-9)
+    np.testing.assert_array_equal(calibrated.predict(X_test),
+                                  calibrated.classes_[proba.argmax(1)])
+
+
+def test_binary_temperature_keeps_predict_and_scales_the_decision():
+    X, y = _data()
+    y = y == 0
+    kw = dict(hidden_dims=(16,), max_iter=20, label_smoothing=0.2, early_stopping=True,
+              random_state=0)
+    plain = MLPTorchClassifier(**kw).fit(X, y)
+    calibrated = MLPTorchClassifier(calibration="temperature", **kw).fit(X, y)
+    assert calibrated.temperature_ != 1.0
+    np.testing.assert_allclose(calibrated.decision_function(X) * calibrated.temperature_,
+                               plain.decision_function(X), rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(calibrated.predict(X), plain.predict(X))
+
+
+def test_no_held_out_rows_no_temperature():
+    X, y = _data(300)
+    est = MLPTorchClassifier((8,), max_iter=5, calibration="temperature", random_state=0)
+    assert est.fit(X, y).temperature_ == 1.0  # early_stopping=False: nothing held out
+    est = TabularMLPClassifier(max_iter=5, calibration="temperature", random_state=0)
+    assert est.fit(X, y).temperature_ == 1.0  # "auto" holds out from 1000 rows on
+    assert not hasattr(MLPTorchRegressor(), "calibration")
+
+
+def test_temperature_is_fitted_state_frozen_pickled_and_exported():
+    X, y = _data()
+    est = MLPTorchClassifier((16,), max_iter=20, label_smoothing=0.3, early_stopping=True,
+                             calibration="temperature", random_state=0).fit(X, y)
+    proba = est.predict_proba(X)
+    est.set_params(calibration=None)  # takes effect at the next fit only
+    np.testing.assert_array_equal(est.predict_proba(X), proba)
+    back = pickle.loads(pickle.dumps(est))
+    assert back.temperature_ == est.temperature_
+    np.testing.assert_array_equal(back.predict_proba(X), proba)
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from skmlp import to_onnx
+
+    model = to_onnx(est, X[:3])
+    session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"X": X.astype(np.float32)})
+    np.testing.assert_allclose(out, proba, atol=1e-5)
+    # a partial_fit changes the network: the old temperature no longer applies
+    est.partial_fit(X[:50], y[:50])
+    assert est.temperature_ == 1.0
+
+
+def test_invalid_calibration_is_a_clear_error():
+    X, y = _data(100)
+    with pytest.raises(ValueError, match="calibration.*None or 'temperature'"):
+        MLPTorchClassifier(calibration="isotonic").fit(X, y)
