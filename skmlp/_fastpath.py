@@ -12,6 +12,8 @@ without a gradient (training then uses autograd throughout). The gradients
 land in ``param.grad``, so any optimizer works unchanged.
 """
 
+import math
+
 import torch
 from torch.nn import functional as F
 
@@ -73,26 +75,76 @@ class _AutogradBlock:
         return h_in.grad if need_input_grad else None
 
 
+class _Periodic:
+    """``PeriodicEmbedding`` forward and backward by hand (no input gradient:
+    its input is data). Column-major ``(d, n, .)`` throughout, so both passes
+    are batched products over the d columns."""
+
+    def __init__(self, layer):
+        self.frequencies, self.weight, self.bias = layer.frequencies, layer.weight, layer.bias
+        self.f, self.W, self.b = (p.detach() for p in (layer.frequencies, layer.weight,
+                                                       layer.bias))
+
+    def forward(self, x):
+        xt = (2 * math.pi) * x.t()[:, :, None]  # (d, n, 1)
+        z = xt * self.f[:, None, :]  # (d, n, k)
+        features = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (d, n, 2k)
+        out = torch.baddbmm(self.b[:, None, :], features, self.W).relu_()  # (d, n, e)
+        return out.transpose(0, 1).flatten(1), (xt, features, out)
+
+    def backward(self, g, saved):
+        xt, features, out = saved
+        d, n, e = out.shape
+        g = torch.ops.aten.threshold_backward(g.view(n, d, e).transpose(0, 1), out, 0)
+        self.weight.grad = torch.bmm(features.transpose(1, 2), g)  # (d, 2k, e)
+        self.bias.grad = g.sum(dim=1)
+        g_features = torch.bmm(g, self.W.transpose(1, 2))  # (d, n, 2k)
+        k = self.f.shape[1]
+        cos, sin = features[..., :k], features[..., k:]
+        # d cos(z) = -sin(z) dz, d sin(z) = cos(z) dz, dz / df = 2 pi x
+        g_z = g_features[..., k:] * cos - g_features[..., :k] * sin
+        self.frequencies.grad = torch.bmm(xt.transpose(1, 2), g_z)[:, 0, :]
+
+
 class _InputStage:
-    """The table input (fill, scale, one-hot, embeddings): autograd for its
-    embeddings, a plain forward when it has no parameters."""
+    """The table input (fill, scale, one-hot, embeddings): the periodic
+    features by hand, autograd for the categorical embeddings, a plain
+    forward for what has no parameters."""
 
     def __init__(self, layer):
         self.layer = layer
+        self.periodic = None if layer.periodic is None else _Periodic(layer.periodic)
+        self.embedded = list(layer.embeddings.parameters())
         self.params = list(layer.parameters())
 
     def forward(self, xb):
-        if not self.params:
-            with torch.no_grad():
-                return self.layer(*xb), None
-        with torch.enable_grad():
-            out = self.layer(*xb)
-        return out.detach(), out
+        layer = self.layer
+        x_cat = xb[1] if len(xb) > 1 else None
+        with torch.no_grad():
+            x, flags = layer.numeric(xb[0])
+        periodic = None
+        if self.periodic is not None:
+            x, periodic = self.periodic.forward(x)
+        parts = [x] if flags is None else [x, flags]
+        with torch.enable_grad() if self.embedded else torch.no_grad():
+            categorical = layer.categorical(x_cat, x.dtype)
+        out = torch.cat([*parts, *(p.detach() for p in categorical)], dim=1)
+        return out, (periodic, x.shape[1], categorical)
 
-    def backward(self, g, out):
-        for p in self.params:
-            p.grad = None
-        torch.autograd.backward(out, g, inputs=self.params)
+    def backward(self, g, saved):
+        periodic, width, categorical = saved
+        if periodic is not None:
+            self.periodic.backward(g[:, :width], periodic)
+        if self.embedded:
+            for p in self.embedded:
+                p.grad = None
+            outs, grads, start = [], [], g.shape[1] - sum(c.shape[1] for c in categorical)
+            for part in categorical:
+                if part.requires_grad:
+                    outs.append(part)
+                    grads.append(g[:, start:start + part.shape[1]])
+                start += part.shape[1]
+            torch.autograd.backward(outs, grads, inputs=self.embedded)
 
 
 def _flush_tiny(g):

@@ -171,10 +171,11 @@ class PeriodicEmbedding(nn.Module):
         self.bias = nn.Parameter(torch.empty(d, e, device="meta", dtype=dtype))
 
     def forward(self, x):
-        z = (2 * math.pi) * x[..., None] * self.frequencies  # (n, d, k)
-        features = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (n, d, 2k)
-        out = torch.einsum("ndk,dke->nde", features, self.weight) + self.bias
-        return torch.relu(out).flatten(1)
+        # column-major: one batched product over the d columns, no permuted copies
+        z = (2 * math.pi) * x.t()[:, :, None] * self.frequencies[:, None, :]  # (d, n, k)
+        features = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)  # (d, n, 2k)
+        out = torch.baddbmm(self.bias[:, None, :], features, self.weight)  # (d, n, e)
+        return torch.relu(out).transpose(0, 1).flatten(1)  # (n, d * e)
 
 
 def table_width(n_numeric, cardinalities, indicator_columns, numeric_embedding):
@@ -215,8 +216,17 @@ class TableInput(nn.Module):
                                  numeric_embedding)
 
     def forward(self, x_num, x_cat=None):
-        parts = []
-        x = x_num
+        x, flags = self.numeric(x_num)
+        parts = [x if self.periodic is None else self.periodic(x)]
+        if flags is not None:
+            parts.append(flags)
+        parts += self.categorical(x_cat, x.dtype)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def numeric(self, x_num):
+        """The numeric columns filled and scaled ``(n, d)``, and the 0/1 flags
+        of ``indicator_columns`` ``(n, m)`` (None without). No parameters."""
+        x, flags = x_num, None
         if self.fill_missing:
             nan = torch.isnan(x)
             if self.indicator_columns:
@@ -226,16 +236,18 @@ class TableInput(nn.Module):
             x = (x - self.shift) / self.scale
             if self.scaling == "robust":
                 x = x / torch.sqrt(1 + (x / 3) ** 2)
-        parts.append(x if self.periodic is None else self.periodic(x))
-        if self.fill_missing and self.indicator_columns:
-            parts.append(flags)
+        return x, flags
+
+    def categorical(self, x_cat, dtype):
+        """One part per categorical column: its one-hot code or embedding."""
+        parts = []
         for j, codes in enumerate(self.cardinalities):
             key = str(j)
             if key in self.embeddings:
                 parts.append(self.embeddings[key](x_cat[:, j]))
             else:  # one-hot over the categories and "missing"; "unknown" is all zeros
-                parts.append(F.one_hot(x_cat[:, j], codes)[:, :-1].to(x.dtype))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+                parts.append(F.one_hot(x_cat[:, j], codes)[:, :-1].to(dtype))
+        return parts
 
 
 class EnsembleAdapter(nn.Module):
