@@ -180,7 +180,8 @@ class _Adapter:
 
     def backward(self, g, x, need_input_grad):
         gv = g.view(x.shape[0], -1, x.shape[1])
-        self.weight.grad = torch.einsum("nd,nkd->kd", x, gv)
+        # (an einsum here maps to one tiny product per column: 5-9x slower)
+        self.weight.grad = (gv * x[:, None, :]).sum(dim=0)
         return (gv * self.r).sum(dim=1) if need_input_grad else None
 
 
