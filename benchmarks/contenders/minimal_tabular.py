@@ -173,45 +173,50 @@ def _loss(out, target, binary):
 class Fitted:
     """The fitted model: statistics, network, classes and per-epoch seconds."""
 
-    def __init__(self, stats, net, classes, dtype, epoch_seconds):
+    def __init__(self, stats, net, classes, dtype, device, epoch_seconds):
         self.stats, self.net, self.classes, self.dtype = stats, net, classes, dtype
-        self.epoch_seconds = epoch_seconds
+        self.device, self.epoch_seconds = device, epoch_seconds
 
     def predict_proba(self, df):
         with torch.inference_mode():
-            out = self.net(*transform(self.stats, df, self.dtype))
+            inputs = (t.to(self.device) for t in transform(self.stats, df, self.dtype))
+            out = self.net(*inputs)
             if len(self.classes) == 2:
                 p1 = torch.sigmoid(out[..., 0]).mean(dim=1)
-                return torch.stack([1 - p1, p1], dim=1).numpy()
-            return torch.softmax(out, dim=-1).mean(dim=1).numpy()
+                proba = torch.stack([1 - p1, p1], dim=1)
+            else:
+                proba = torch.softmax(out, dim=-1).mean(dim=1)
+            return proba.cpu().numpy()
 
     def predict(self, df):
         return self.classes[self.predict_proba(df).argmax(axis=1)]
 
 
-def fit(df, y, hidden=(100,), batch=200, epochs=10, dtype="float32", seed=0):
-    """Train on the frame ``df``; ``Fitted.epoch_seconds`` times each epoch."""
+def fit(df, y, hidden=(100,), batch=200, epochs=10, dtype="float32", seed=0, device="cpu"):
+    """Train on the frame ``df``; ``Fitted.epoch_seconds`` times each epoch (on a GPU,
+    up to the epoch's last loss read back, which waits for its kernels)."""
     torch_dtype = torch.float32 if dtype == "float32" else torch.float64
     classes, codes = np.unique(np.asarray(y), return_inverse=True)
     binary = len(classes) == 2
     stats = fit_preprocessing(df)
-    x_num, x_static, x_codes = transform(stats, df, torch_dtype)
-    yt = torch.from_numpy(codes.astype(np.int64))
+    x_num, x_static, x_codes = (t.to(device) for t in transform(stats, df, torch_dtype))
+    yt = torch.from_numpy(codes.astype(np.int64)).to(device)
     cardinalities = [len(c) + 2 for c in stats["categories"] if len(c) > ONE_HOT_MAX_CATEGORIES]
     generator = torch.Generator().manual_seed(seed)
     net = Network(x_num.shape[1], x_static.shape[1], cardinalities, hidden,
-                  1 if binary else len(classes), generator).to(torch_dtype)
+                  1 if binary else len(classes), generator).to(device, torch_dtype)
     opt = torch.optim.Adam(net.decay_groups(), lr=1e-3)
     n = yt.shape[0]
     epoch_seconds = []
     for _ in range(epochs):
         tic = time.perf_counter()
-        perm = torch.randperm(n, generator=generator)
+        perm = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, batch):
             idx = perm[start : start + batch]
             loss = _loss(net(x_num[idx], x_static[idx], x_codes[idx]), yt[idx], binary)
             opt.zero_grad()
             loss.backward()
             opt.step()
+        loss.item()
         epoch_seconds.append(time.perf_counter() - tic)
-    return Fitted(stats, net, classes, torch_dtype, epoch_seconds)
+    return Fitted(stats, net, classes, torch_dtype, device, epoch_seconds)
