@@ -82,6 +82,12 @@ def test_minimal_tabular_has_skmlps_preprocessing_and_network(M):
     assert ours == theirs
     assert fitted.net.hidden[0].in_features == clf.module_.blocks[0].linear.in_features
     assert len(fitted.epoch_seconds) == 1 and clf.n_iter_ == 1
+    # an unseen category: no one-hot column set, the embedding's zero "unknown" row
+    new = df.head(2).assign(kind=["zzz", np.nan], city="nowhere")
+    _, static, codes = M.transform(stats, new, torch.float64)
+    assert static[0, 1:].tolist() == [0, 0, 0, 0] and static[1, 1:].tolist() == [0, 0, 0, 1]
+    assert codes[:, 0].tolist() == [13, 13]  # 12 cities, missing, unknown
+    assert not fitted.net.embeddings[0].weight[13].any()
 
 
 def test_minimal_tabular_learns_and_keeps_the_global_rng(M):

@@ -117,11 +117,13 @@ class Network(nn.Module):
         self.frequencies = nn.Parameter(torch.empty(d, k).normal_(0.0, SIGMA, generator=g))
         self.periodic_weight = uniform(d, 2 * k, e, bound=1 / math.sqrt(2 * k))
         self.periodic_bias = uniform(d, e, bound=1 / math.sqrt(2 * k))
-        self.embeddings = nn.ModuleList(skip_init(nn.Embedding, c, EMBEDDING_DIM)
+        # the last code ("unknown") maps to zeros and never learns, as skmlp's
+        self.embeddings = nn.ModuleList(skip_init(nn.Embedding, c, EMBEDDING_DIM, padding_idx=c - 1)
                                         for c in cardinalities)
         for emb in self.embeddings:
             with torch.no_grad():
                 emb.weight.uniform_(-math.sqrt(3), math.sqrt(3), generator=g)
+                emb.weight[-1].zero_()
         width = d * e + n_static + EMBEDDING_DIM * len(cardinalities)
         self.adapter = nn.Parameter(
             torch.empty(N_ENSEMBLE, width).bernoulli_(0.5, generator=g) * 2 - 1)
