@@ -106,6 +106,29 @@ class _Periodic:
         self.frequencies.grad = torch.bmm(xt.transpose(1, 2), g_z)[:, 0, :]
 
 
+class Prepared(tuple):
+    """A batch whose numeric part went through ``TableInput.numeric`` already:
+    ``(x_numeric_and_flags, [x_cat])``."""
+
+
+class PreparedRows:
+    """Training rows with the table input's parameter-free part (filling,
+    flags, scaling) applied once to all of them instead of to every batch;
+    ``take`` and ``slice`` give ``Prepared`` batches."""
+
+    def __init__(self, numeric, codes):
+        self.numeric, self.codes = numeric, codes
+        self.shape = tuple(numeric.shape)
+
+    def take(self, idx):
+        rest = () if self.codes is None else (self.codes.index_select(0, idx),)
+        return Prepared((self.numeric.index_select(0, idx), *rest))
+
+    def slice(self, start, stop):
+        rest = () if self.codes is None else (self.codes[start:stop],)
+        return Prepared((self.numeric[start:stop], *rest))
+
+
 class _InputStage:
     """The table input (fill, scale, one-hot, embeddings): the periodic
     features by hand, autograd for the categorical embeddings, a plain
@@ -117,11 +140,29 @@ class _InputStage:
         self.embedded = list(layer.embeddings.parameters())
         self.params = list(layer.parameters())
 
+    @torch.no_grad()
+    def prepare(self, X):
+        """``PreparedRows`` of the training rows ``X`` (a ``_data`` rows object),
+        or None when X is not held as one dense tensor (sparse input)."""
+        numeric = getattr(X, "numeric", X)
+        if not isinstance(getattr(numeric, "X", None), torch.Tensor):
+            return None  # sparse rows: densified (and prepared) a batch at a time
+        x, flags = self.layer.numeric(numeric.X)
+        if flags is not None:
+            x = torch.cat([x, flags], dim=1)
+        elif x is numeric.X:
+            return None  # nothing to do once: the batches are as they come
+        return PreparedRows(x, getattr(X, "codes", None))
+
     def forward(self, xb):
         layer = self.layer
         x_cat = xb[1] if len(xb) > 1 else None
-        with torch.no_grad():
-            x, flags = layer.numeric(xb[0])
+        if isinstance(xb, Prepared):
+            d = layer.fill.shape[0]
+            x, flags = xb[0][:, :d], (xb[0][:, d:] if xb[0].shape[1] > d else None)
+        else:
+            with torch.no_grad():
+                x, flags = layer.numeric(xb[0])
         periodic = None
         if self.periodic is not None:
             x, periodic = self.periodic.forward(x)
@@ -269,6 +310,7 @@ def plan(module, loss):
             table.backward(g, input_saved)
         return value
 
+    step.prepare = None if table is None else table.prepare
     return step
 
 

@@ -271,6 +271,12 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
     if state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
     fast = plan(module, loss_fn)
+    batches = data
+    if fast is not None and fast.prepare is not None:
+        # the table input's parameter-free part once for all rows, not per batch
+        prepared = fast.prepare(data[0])
+        if prepared is not None:
+            batches = (prepared, *data[1:])
     checkpoints = _Checkpoints(module)
     run.reason = "max_iter"
     try:
@@ -281,7 +287,7 @@ def fit_loop(module, loss_fn, data, config, generator, state, *, epochs,
             lr = _epoch_lr(config, run)
             optimizer.lr = lr
             progress = _progress_bar(n, run.n_iter + 1) if config.verbose >= 2 else None
-            loss = float(run_single_epoch(module, optimizer, loss_fn, data, config,
+            loss = float(run_single_epoch(module, optimizer, loss_fn, batches, config,
                                           generator, progress, fast, sync))
             if progress is not None:
                 progress.close()

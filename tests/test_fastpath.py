@@ -280,3 +280,36 @@ def test_ensemble_gradients_match_autograd(head, k_out, table, weighted, hidden)
     torch.testing.assert_close(value, expected.detach(), rtol=1e-12, atol=1e-12)
     for (name, p), ref in zip(module.named_parameters(), reference):
         torch.testing.assert_close(p.grad, ref, rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_prepared_table_rows_train_as_batches_prepared_one_at_a_time(monkeypatch):
+    # fit fills, flags and scales the numeric columns of all training rows once
+    # (PreparedRows) instead of per batch: the same fit, to float rounding
+    import numpy as np
+    import pandas as pd
+
+    from skmlp import MLPTorchClassifier
+    from skmlp import _fastpath
+
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame({"a": rng.randn(300), "b": rng.randn(300) * 5,
+                      "c": rng.choice(["x", "y", "z"], 300)})
+    X.loc[::7, "a"] = np.nan
+    y = (X["b"] > 0).to_numpy() ^ (X["c"] == "x").to_numpy()
+    kw = dict(hidden_dims=(16,), max_iter=5, batch_size=32, missing="indicator",
+              scaling="robust", numeric_embedding="periodic", n_ensemble=2, random_state=0)
+    calls = []
+    original = _fastpath._InputStage.prepare
+
+    def spy(self, rows):
+        out = original(self, rows)
+        calls.append(out)
+        return out
+
+    monkeypatch.setattr(_fastpath._InputStage, "prepare", spy)
+    prepared = MLPTorchClassifier(**kw).fit(X, y)
+    assert calls and isinstance(calls[0], _fastpath.PreparedRows)
+    monkeypatch.setattr(_fastpath._InputStage, "prepare", lambda self, rows: None)
+    per_batch = MLPTorchClassifier(**kw).fit(X, y)
+    np.testing.assert_allclose(prepared.predict_proba(X), per_batch.predict_proba(X),
+                               rtol=1e-9, atol=1e-12)
