@@ -247,6 +247,12 @@ def test_tabular_classifier_on_categorical_frames_end_to_end(client):
     local = est.to_local()
     assert type(local) is TabularMLPClassifier
     assert_array_equal(pred, local.predict(test))
+    # calibration="temperature" (the default) on the held-out rows of every
+    # worker, through the reduced log loss: a temperature, kept by to_local()
+    assert est.validation_scores_ is not None
+    assert est.temperature_ != 1.0 and local.temperature_ == est.temperature_
+    assert_allclose(est.predict_proba(dd.from_pandas(test, npartitions=2)).compute(),
+                    local.predict_proba(test), rtol=1e-12)
     accuracy = float((pred == y_test.to_numpy()).mean())
     assert accuracy > 0.75 and abs(accuracy - memory.score(test, y_test)) < 0.06, (
         accuracy, memory.score(test, y_test))
