@@ -161,7 +161,7 @@ class BaseMLPTorch(BaseEstimator):
             run.start_weights = None
         self._rng_state = generator.get_state()
         self._calibrate(val_data if run.reason != "diverged" else None)
-        self._finish(run, incremental)
+        self._finish(run, incremental, undo)
 
     def _calibrate(self, val_data, reduce=None):
         """After training: adjust the fitted outputs on the held-out rows
@@ -403,26 +403,32 @@ class BaseMLPTorch(BaseEstimator):
         X, Y, W = val_data
         return float(measure(self._outputs(module, X), Y, W))
 
-    def _finish(self, run, incremental):
+    def _finish(self, run, incremental, undo=None):
         """Fitted attributes from the cumulative state and this call's run.
 
         ``loss_curve_``, ``history_``, ``n_iter_`` and ``t_`` cover every
         epoch the weights went through; ``validation_scores_`` and
         ``best_validation_score_`` the fit that chose the weights held now
-        (None when the last call did not validate them).
+        (None when the last call did not validate them). ``loss_curve_`` and
+        ``history_`` are the state's own growing lists (as scikit-learn's MLP
+        appends to its ``loss_curve_``); ``undo`` (the fit's list of undo
+        actions) gets the one that shortens them again.
         """
-        self._state = state = self._state.absorb(run)
+        self._state, shorten = self._state.absorb(run)
+        if undo is not None:
+            undo.append(shorten)
+        state = self._state
         self.n_iter_ = state.n_iter
         self.t_ = state.t
-        self.loss_curve_ = list(state.loss_curve)
-        self.best_loss_ = min(state.loss_curve) if state.loss_curve else None
+        self.loss_curve_ = state.loss_curve
+        self.best_loss_ = state.best_loss
         if run.validation_scores:
             self.validation_scores_ = list(run.validation_scores)
             self.best_validation_score_ = run.best_score
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-        self.history_ = [dict(h) for h in state.history]
+        self.history_ = state.history
         scaled = self._spec.scaling is not None
         if run.reason == "diverged":
             advice = "" if scaled else " or scale the inputs (e.g. scaling='standard')"

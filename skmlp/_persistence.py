@@ -50,6 +50,8 @@ def unpack(state):
         state["_layout"] = ColumnLayout.from_dict(state["_layout"])
     if isinstance(state.get("_state"), dict):
         train = {k: v for k, v in state["_state"].items() if k in TRAIN_STATE_FIELDS}
+        if "best_loss" not in train:  # saved before the state kept it
+            train["best_loss"] = min(train.get("loss_curve", ()), default=None)
         state["_state"] = TrainState(**{**train,
                                         "optimizer_state": to_torch(train["optimizer_state"])})
     if module_state is None:

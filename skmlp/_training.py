@@ -49,7 +49,8 @@ class TrainConfig:
 class TrainState:
     """Cumulative training state: what continues across ``partial_fit`` calls
     and ``warm_start`` fits. Only a call that succeeds adds to it
-    (``absorb``), so a call that raises leaves it as it was."""
+    (``absorb``), and that addition can be undone, so a call that raises
+    leaves it as it was."""
 
     n_iter: int = 0
     t: int = 0
@@ -57,13 +58,30 @@ class TrainState:
     history: list = field(default_factory=list)
     optimizer_state: dict = None  # ``_optim`` state: {"kind", "step", "buffers"}
     schedule_start: int = 0  # n_iter when the current fit began (cosine restarts there)
+    best_loss: float = None  # min(loss_curve), kept so that no call scans the curve
 
     def absorb(self, run):
-        """A new state: this one followed by the epochs of ``run`` (a ``FitRun``)."""
-        return TrainState(
+        """``(state, undo)``: this state followed by the epochs of ``run`` (a
+        ``FitRun``), and a function that takes them back. The curves grow in
+        place (a call costs its own epochs, not all the epochs before it:
+        thousands of ``partial_fit`` calls stay linear), so the new state
+        shares them with this one until ``undo`` truncates them again."""
+        n_losses, n_history = len(self.loss_curve), len(self.history)
+        self.loss_curve.extend(run.losses)
+        self.history.extend(run.history)
+        best = min([b for b in (self.best_loss, min(run.losses, default=None))
+                    if b is not None], default=None)
+        state = TrainState(
             n_iter=self.n_iter + len(run.losses), t=self.t + run.samples,
-            loss_curve=self.loss_curve + run.losses, history=self.history + run.history,
-            optimizer_state=run.optimizer_state, schedule_start=run.schedule_start)
+            loss_curve=self.loss_curve, history=self.history,
+            optimizer_state=run.optimizer_state, schedule_start=run.schedule_start,
+            best_loss=best)
+
+        def undo():
+            del self.loss_curve[n_losses:]
+            del self.history[n_history:]
+
+        return state, undo
 
 
 @dataclass

@@ -458,3 +458,30 @@ def test_subclass_may_add_a_parameter():
     est = Named(tag="y").fit(X, Y)
     assert est.get_params()["tag"] == "y"
     assert clone(est).tag == "y"
+
+
+def test_a_warning_raised_as_error_after_training_takes_the_epochs_back():
+    # the curves grow in place (linear in the number of partial_fit calls); a
+    # call that fails after they grew shortens them again
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(40, 3), rng.randint(0, 2, 40)
+    est = MLPTorchClassifier((4,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+        for _ in range(3):
+            est.partial_fit(X, y)
+    curve, history, n_iter, best = list(est.loss_curve_), list(est.history_), est.n_iter_, \
+        est.best_loss_
+    proba = est.predict_proba(X)
+    est.set_params(warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        with pytest.raises(ConvergenceWarning):
+            est.fit(X, y)  # max_iter reached: the warning comes after training
+    assert est.loss_curve_ == curve and est.history_ == history
+    assert est.n_iter_ == n_iter == 6 and est.best_loss_ == best == min(curve)
+    np.testing.assert_array_equal(est.predict_proba(X), proba)
+    est.partial_fit(X, y)
+    assert est.loss_curve_[:6] == curve and len(est.loss_curve_) == 7
+    assert est.best_loss_ == min(est.loss_curve_)
