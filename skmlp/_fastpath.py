@@ -107,14 +107,15 @@ class _Periodic:
 
 
 class Prepared(tuple):
-    """A batch whose numeric part went through ``TableInput.numeric`` already:
-    ``(x_numeric_and_flags, [x_cat])``."""
+    """A batch whose parameter-free part is done: ``(x, [x_cat])`` with ``x``
+    the columns of ``TableInput.numeric`` (filled and scaled values, then the
+    missing-value flags) followed by ``TableInput.one_hot_codes``."""
 
 
 class PreparedRows:
     """Training rows with the table input's parameter-free part (filling,
-    flags, scaling) applied once to all of them instead of to every batch;
-    ``take`` and ``slice`` give ``Prepared`` batches."""
+    flags, scaling, one-hot codes) applied once to all of them instead of to
+    every batch; ``take`` and ``slice`` give ``Prepared`` batches."""
 
     def __init__(self, numeric, codes):
         self.numeric, self.codes = numeric, codes
@@ -148,18 +149,22 @@ class _InputStage:
         if not isinstance(getattr(numeric, "X", None), torch.Tensor):
             return None  # sparse rows: densified (and prepared) a batch at a time
         x, flags = self.layer.numeric(numeric.X)
-        if flags is not None:
-            x = torch.cat([x, flags], dim=1)
-        elif x is numeric.X:
+        codes = getattr(X, "codes", None)
+        one_hot = None if codes is None else self.layer.one_hot_codes(codes, x.dtype)
+        if flags is None and one_hot is None and x is numeric.X:
             return None  # nothing to do once: the batches are as they come
-        return PreparedRows(x, getattr(X, "codes", None))
+        x = torch.cat([p for p in (x, flags, one_hot) if p is not None], dim=1)
+        return PreparedRows(x, codes)
 
     def forward(self, xb):
         layer = self.layer
         x_cat = xb[1] if len(xb) > 1 else None
+        one_hot = None
         if isinstance(xb, Prepared):
             d = layer.fill.shape[0]
-            x, flags = xb[0][:, :d], (xb[0][:, d:] if xb[0].shape[1] > d else None)
+            m = len(layer.indicator_columns) if layer.fill_missing else 0
+            x, flags = xb[0][:, :d], (xb[0][:, d:d + m] if m else None)
+            one_hot = xb[0][:, d + m:]
         else:
             with torch.no_grad():
                 x, flags = layer.numeric(xb[0])
@@ -168,7 +173,7 @@ class _InputStage:
             x, periodic = self.periodic.forward(x)
         parts = [x] if flags is None else [x, flags]
         with torch.enable_grad() if self.embedded else torch.no_grad():
-            categorical = layer.categorical(x_cat, x.dtype)
+            categorical = layer.categorical(x_cat, x.dtype, one_hot)
         out = torch.cat([*parts, *(p.detach() for p in categorical)], dim=1)
         return out, (periodic, x.shape[1], categorical)
 

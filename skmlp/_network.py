@@ -238,16 +238,28 @@ class TableInput(nn.Module):
                 x = x / torch.sqrt(1 + (x / 3) ** 2)
         return x, flags
 
-    def categorical(self, x_cat, dtype):
-        """One part per categorical column: its one-hot code or embedding."""
-        parts = []
+    def categorical(self, x_cat, dtype, one_hot=None):
+        """One part per categorical column: its one-hot code or embedding.
+        ``one_hot``: the one-hot codes of these rows as ``one_hot_codes``
+        made them (taken from there, not computed again)."""
+        parts, start = [], 0
         for j, codes in enumerate(self.cardinalities):
             key = str(j)
             if key in self.embeddings:
                 parts.append(self.embeddings[key](x_cat[:, j]))
+            elif one_hot is not None:
+                parts.append(one_hot[:, start:start + codes - 1])
+                start += codes - 1
             else:  # one-hot over the categories and "missing"; "unknown" is all zeros
                 parts.append(F.one_hot(x_cat[:, j], codes)[:, :-1].to(dtype))
         return parts
+
+    def one_hot_codes(self, x_cat, dtype):
+        """The one-hot parts of ``categorical`` side by side ``(n, w)`` (None
+        when no column is one-hot coded). No parameters."""
+        parts = [F.one_hot(x_cat[:, j], codes)[:, :-1].to(dtype)
+                 for j, codes in enumerate(self.cardinalities) if str(j) not in self.embeddings]
+        return torch.cat(parts, dim=1) if parts else None
 
 
 class EnsembleAdapter(nn.Module):
