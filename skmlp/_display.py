@@ -110,7 +110,10 @@ class LossCurveDisplay:
         Parameters
         ----------
         ax : matplotlib Axes, default=None
-            Axes to draw on; a new figure when None.
+            Axes to draw on; a new figure when None. With validation scores
+            the legend goes below the axes: a new figure makes room for it,
+            a figure you pass keeps its layout (use ``layout="constrained"``
+            or ``fig.subplots_adjust(bottom=0.22)``).
         name : str, default=None
             Legend name; ``estimator_name`` when None.
         loss_kwargs, validation_kwargs : dict, default=None
@@ -122,7 +125,8 @@ class LossCurveDisplay:
             ``self``, with the fitted artists set.
         """
         plt = _pyplot()
-        if ax is None:
+        own_figure = ax is None
+        if own_figure:
             _, ax = plt.subplots()
         name = name or self.estimator_name
         loss = np.asarray(self.loss_curve, dtype=float)
@@ -152,7 +156,8 @@ class LossCurveDisplay:
             self.legend_ = ax.legend(self.lines_, [line.get_label() for line in self.lines_],
                                      loc="upper center", bbox_to_anchor=(0.5, -0.14),
                                      ncol=len(self.lines_), frameon=False)
-            ax.figure.subplots_adjust(bottom=0.22)
+            if own_figure:  # room for it; a figure the caller made keeps its layout
+                ax.figure.subplots_adjust(bottom=0.22)
         else:
             self.legend_ = ax.legend(self.lines_, [line.get_label() for line in self.lines_],
                                      loc="best")

@@ -54,6 +54,11 @@ def test_validation_on_twin_axis_and_given_ax():
     fig.canvas.draw()
     legend_box = disp.legend_.get_window_extent()
     assert legend_box.y1 <= ax.get_window_extent().y0
+    # the caller's figure keeps its layout; a figure the display makes gets room
+    assert fig.subplotpars.bottom == plt.rcParams["figure.subplot.bottom"]
+    own = LossCurveDisplay.from_estimator(clf)
+    assert own.figure_.subplotpars.bottom == pytest.approx(0.22)
+    plt.close(own.figure_)
 
 
 def test_from_fitted_pipeline_and_search():
