@@ -294,23 +294,36 @@ def test_mismatched_partitions_and_in_memory_input_are_refused(client):
         DaskMLPClassifier(client=client, optimizer="lbfgs").fit(X, da.ones(100, chunks=50))
 
 
-def _raise_on(address, epoch, exc):
+def _fail_on(address, epoch, fail):
+    """A callback that calls ``fail()`` at ``epoch`` on the worker at ``address``."""
     def callback(est, e, logs):
         if e == epoch and distributed.get_worker().address == address:
-            raise exc
+            fail()
         return False
     return callback
 
 
+def _rows():
+    X = np.random.default_rng(0).normal(size=(400, 4))
+    return X, (X[:, 0] > 0).astype(int)
+
+
+def _split_rows(client, X, y):
+    """Half of the rows on each worker: (X, y) as dask arrays."""
+    return _placed(client, [X[:200], X[200:]]), _placed(client, [y[:200], y[200:]])
+
+
+def _raise(exc):
+    raise exc
+
+
 def test_an_error_on_one_worker_is_raised_not_the_broken_collective(client):
     workers = _workers(client)
-    X = np.random.default_rng(0).normal(size=(400, 4))
-    y = (X[:, 0] > 0).astype(int)
-    est = DaskMLPClassifier(max_iter=5, client=client, timeout=20,
-                            callbacks=[_raise_on(workers[1], 2, ValueError("boom on worker"))])
+    boom = _fail_on(workers[1], 2, lambda: _raise(ValueError("boom on worker")))
+    est = DaskMLPClassifier(max_iter=5, client=client, timeout=20, callbacks=[boom])
     tic = time.perf_counter()
     with pytest.raises(ValueError, match="boom on worker"):
-        est.fit(_placed(client, [X[:200], X[200:]]), _placed(client, [y[:200], y[200:]]))
+        est.fit(*_split_rows(client, *_rows()))
     assert time.perf_counter() - tic < 15
     assert not hasattr(est, "module_")
     # The failing worker closed its connections: the other one's collective
@@ -320,25 +333,16 @@ def test_an_error_on_one_worker_is_raised_not_the_broken_collective(client):
     assert time.perf_counter() - tic < 5
 
 
-def _exit_on(address, epoch):
-    def callback(est, e, logs):
-        if e == epoch and distributed.get_worker().address == address:
-            os._exit(1)  # the worker process dies mid-fit
-        return False
-    return callback
-
-
 def test_a_worker_lost_mid_fit_ends_the_fit_in_bounded_time(client):
     # Last in the module: one of the cluster's worker processes dies mid-fit
     # (its nanny starts a new one).
     workers = _workers(client)
-    X = np.random.default_rng(0).normal(size=(400, 4))
-    y = (X[:, 0] > 0).astype(int)
-    est = DaskMLPClassifier(max_iter=50, client=client, timeout=10,
-                            callbacks=[_exit_on(workers[1], 2)])
+    X, y = _rows()
+    die = _fail_on(workers[1], 2, lambda: os._exit(1))  # the worker process dies mid-fit
+    est = DaskMLPClassifier(max_iter=50, client=client, timeout=10, callbacks=[die])
     tic = time.perf_counter()
     with pytest.raises(RuntimeError, match="left the cluster"):
-        est.fit(_placed(client, [X[:200], X[200:]]), _placed(client, [y[:200], y[200:]]))
+        est.fit(*_split_rows(client, X, y))
     assert time.perf_counter() - tic < 20
     assert not hasattr(est, "module_")
     # the survivor is free again: a new fit runs (on whichever workers are up)
