@@ -153,9 +153,11 @@ def tabular_contenders(hidden, batch, epochs, dtype, device="cpu"):
     np_dtype = np.float32 if dtype == "float32" else np.float64
 
     def skmlp_tabular(package):
-        return package.TabularMLPClassifier(
-            hidden, batch_size=batch, max_iter=epochs, early_stopping=False, calibration=None,
+        est = package.TabularMLPClassifier(
+            hidden, batch_size=batch, max_iter=epochs, early_stopping=False,
             tol=0.0, n_iter_no_change=epochs + 1, dtype=dtype, random_state=0, device=device)
+        # nothing held out, so no temperature; a --baseline from before it has no such parameter
+        return est.set_params(calibration=None) if "calibration" in est.get_params() else est
 
     def sklearn_pipeline():
         numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
