@@ -209,8 +209,8 @@ PARAMETERS = (
           '"temperature" or None',
           'After a fit that held out validation rows (``early_stopping``), ``"temperature"`` '
           "divides the network's logits by the temperature that minimises the log loss of "
-          "those rows (temperature scaling: sharper or softer probabilities; each ensemble "
-          "member ranks the classes as before). "
+          "those rows (temperature scaling: sharper or softer probabilities, the same "
+          "ranking of the classes, so ``predict`` does not change). "
           "``temperature_`` holds it; 1.0 when nothing was held out.", CLF),
     Param("target_scaling", False, _bool(), "bool",
           "Standardise each target with its (weighted) ``fit`` mean and standard "

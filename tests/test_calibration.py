@@ -92,11 +92,11 @@ def test_fit_sharpens_smoothed_probabilities_and_keeps_labels(make):
     assert calibrated.temperature_ < 0.9
     assert log_loss(y_test, calibrated.predict_proba(X_test)) < log_loss(
         y_test, plain.predict_proba(X_test))
-    # the same network otherwise: the logits are divided by the temperature
-    if plain.n_ensemble == 1:
-        np.testing.assert_allclose(calibrated.decision_function(X_test) * calibrated.temperature_,
-                                   plain.decision_function(X_test), rtol=1e-6, atol=1e-9)
-        np.testing.assert_array_equal(calibrated.predict(X_test), plain.predict(X_test))
+    # the same network otherwise: the combined logits (an ensemble's log mean
+    # probabilities) are divided by the temperature, so no label changes
+    np.testing.assert_allclose(calibrated.decision_function(X_test) * calibrated.temperature_,
+                               plain.decision_function(X_test), rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(calibrated.predict(X_test), plain.predict(X_test))
     proba = calibrated.predict_proba(X_test)
     np.testing.assert_allclose(proba.sum(1), 1.0)
     np.testing.assert_allclose(np.log(proba), calibrated.predict_log_proba(X_test), atol=1e-9)
