@@ -109,9 +109,10 @@ def build(task, params, seed, n_train):
     # Only what differs from the defaults counts, so equal rows share one fit
     # (early_stopping=True on a split that "auto" already stops early on is the default).
     if known.get("early_stopping") == "auto" and "early_stopping" in applied:
-        from skmlp._base import AUTO_EARLY_STOPPING_ROWS
+        from skmlp._base import resolve_early_stopping
 
-        if applied["early_stopping"] is (n_train >= AUTO_EARLY_STOPPING_ROWS):
+        auto = resolve_early_stopping("auto", n_train)
+        if resolve_early_stopping(applied["early_stopping"], n_train) == auto:
             del applied["early_stopping"]
     applied = {k: v for k, v in applied.items() if not _same(known.get(k), v)}
     return est.set_params(**applied), applied

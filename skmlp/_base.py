@@ -33,11 +33,25 @@ from ._params import check_frozen, frozen_values, hidden_dims_tuple, validate_pa
 from ._persistence import pack, unpack
 from ._spec import NetworkSpec
 from ._threads import threads_for, torch_threads
-from ._training import TrainConfig, TrainState, fit_loop, restore
+from ._training import TrainConfig, TrainState, fit_loop, restore, snapshot
 
 
-# early_stopping="auto" holds out a validation split from this many training rows on.
+# early_stopping="auto" holds out a validation split and keeps the best epoch from
+# AUTO_EARLY_STOPPING_ROWS training rows on; from AUTO_REFIT_ROWS up to there it
+# refits on all rows for the best epoch's number; below AUTO_REFIT_ROWS (a held-out
+# fifth of under 20 rows) it holds nothing out. Measured with
+# benchmarks/tabular_ablation.py --max-train N (docs: benchmarks page).
 AUTO_EARLY_STOPPING_ROWS = 1000
+AUTO_REFIT_ROWS = 100
+
+
+def resolve_early_stopping(value, n_rows):
+    """What ``early_stopping=value`` does with ``n_rows`` training rows:
+    False (nothing held out), True (the best epoch's weights) or ``"refit"``."""
+    if isinstance(value, str) and value == "auto":
+        return (True if n_rows >= AUTO_EARLY_STOPPING_ROWS
+                else "refit" if n_rows >= AUTO_REFIT_ROWS else False)
+    return value if isinstance(value, str) else bool(value)
 
 
 def _check_weights(weights, name, hint):
@@ -139,29 +153,56 @@ class BaseMLPTorch(BaseEstimator):
                 undo.append(lambda: module.to(before))
         dtype = self._spec.torch_dtype
         generator = torch.Generator().set_state(self._rng_state)
-        early = self.early_stopping is True or self.early_stopping is np.True_ or (
-            self.early_stopping == "auto" and X.shape[0] >= AUTO_EARLY_STOPPING_ROWS)
-        split = early and not incremental and self.optimizer != "lbfgs"
+        mode = self._hold_out(X.shape[0]) if not incremental else None
         rows = (X, Y, weights, codes)
-        train, val = self._split(rows, val_weights, generator, split)
+        train, val = self._split(rows, val_weights, generator, mode is not None)
         data = self._tensors(*train, dtype, device)
         val_score = val_data = None
-        if split:
+        if mode is not None:
             val_data = self._tensors(*val[:4], dtype, device)
             val_score = self._validation_scorer(val_data, X_given, y, val[4])
-        config = self._config(data[1].shape[0], early=split)
+        config = self._config(data[1].shape[0], early=mode is not None)
         # L-BFGS steps over all rows at once; the others over one batch.
-        rows = data[1].shape[0] if config.optimizer == "lbfgs" else config.batch_size
-        with torch_threads(threads_for(3 * self._spec.macs(rows))) as threads:
+        n_rows = data[1].shape[0] if config.optimizer == "lbfgs" else config.batch_size
+        with torch_threads(threads_for(3 * self._spec.macs(n_rows))) as threads:
+            start = snapshot(self.module_) if mode == "refit" else None
             run = self._train(config, data, val_score, generator, incremental=incremental,
                               keep_start=not reset, on_epoch=threads.recheck)
-        if run.start_weights is not None:
-            module, start = self.module_, run.start_weights
-            undo.append(lambda: restore(module, start))
-            run.start_weights = None
+            if run.start_weights is not None:
+                module, weights_before = self.module_, run.start_weights
+                undo.append(lambda: restore(module, weights_before))
+                run.start_weights = None
+            self._calibrate(val_data if run.reason != "diverged" else None)
+            if mode == "refit" and run.reason != "diverged":
+                run = self._refit(run, start, rows, generator, threads.recheck)
         self._rng_state = generator.get_state()
-        self._calibrate(val_data if run.reason != "diverged" else None)
         self._finish(run, incremental, undo)
+
+    def _hold_out(self, n_rows):
+        """How this fit uses a validation split: None (it holds none out),
+        ``"best"`` (early stopping keeps the best epoch's weights) or
+        ``"refit"`` (the best epoch's number; then all rows train again)."""
+        value = resolve_early_stopping(self.early_stopping, n_rows)
+        if self.optimizer == "lbfgs" or value is False:
+            return None
+        return "refit" if value == "refit" else "best"
+
+    def _refit(self, selection, start, rows, generator, on_epoch):
+        """``early_stopping="refit"``: train from the ``start`` weights on all
+        ``rows`` for the number of epochs the held-out run ``selection`` kept.
+        Its validation scores stay the record of that choice."""
+        epochs = max(1, selection.best_epoch - selection.start_iter
+                     if selection.best_epoch is not None else len(selection.losses))
+        restore(self.module_, start)
+        data = self._tensors(*rows, self._spec.torch_dtype, start[0].device)
+        config = self._config(data[1].shape[0], early=False)
+        run = self._train(config, data, None, generator, incremental=False, keep_start=False,
+                          on_epoch=on_epoch, epochs=epochs, monitor=False)
+        run.validation_scores = selection.validation_scores
+        run.best_score = selection.best_score
+        if run.reason == "max_iter" and selection.reason != "max_iter":
+            run.reason = "refit"  # it ran the epochs it was asked for
+        return run
 
     def _calibrate(self, val_data, reduce=None):
         """After training: adjust the fitted outputs on the held-out rows
@@ -321,7 +362,7 @@ class BaseMLPTorch(BaseEstimator):
         )
 
     def _train(self, config, data, val_score, generator, *, incremental, keep_start,
-               on_epoch=None):
+               on_epoch=None, epochs=None, monitor=None):
         state = self._state
         if not incremental:
             # A new fit (also under warm_start) starts a new optimizer, as scikit-learn's.
@@ -340,9 +381,10 @@ class BaseMLPTorch(BaseEstimator):
                 return fit_lbfgs(self.module_, loss, data, config, state, callback=callback,
                                  keep_start=keep_start)
             return fit_loop(self.module_, loss, data, config, generator, state,
-                            epochs=1 if incremental else config.max_iter,
+                            epochs=epochs or (1 if incremental else config.max_iter),
                             val_score=val_score, callback=callback,
-                            monitor=not incremental, restart_schedule=not incremental,
+                            monitor=not incremental if monitor is None else monitor,
+                            restart_schedule=not incremental,
                             keep_start=keep_start)
         finally:
             set_dropout_generator(self.module_, None)

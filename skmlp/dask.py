@@ -413,6 +413,11 @@ class _Recipe:
         if local.optimizer == "lbfgs":
             raise ValueError("optimizer='lbfgs' steps over all rows at once; the Dask "
                              "estimators train with minibatches: use 'adam' or 'sgd'.")
+        if isinstance(local.early_stopping, str) and local.early_stopping == "refit":
+            raise ValueError(
+                "early_stopping='refit' is not supported by the Dask estimators (it would "
+                "train twice over the cluster); use True, False or 'auto' (a validation split "
+                "from 1000 rows on, below that all rows train without one).")
         if local.warm_start is True or local.warm_start is np.True_:
             raise ValueError("warm_start is not supported by the Dask estimators: continue a "
                              "fitted model with to_local() and its partial_fit.")
@@ -497,12 +502,12 @@ class _Recipe:
 
     @staticmethod
     def start(local, X_num, head_name, n_rows):
-        from ._base import AUTO_EARLY_STOPPING_ROWS
+        from ._base import resolve_early_stopping
         from ._data import resolve_device
 
         local._start(X_num, head_name, resolve_device("cpu"))
-        local._validating = local.early_stopping is True or local.early_stopping is np.True_ \
-            or (local.early_stopping == "auto" and n_rows >= AUTO_EARLY_STOPPING_ROWS)
+        # "auto" below 1000 rows refits locally; over a cluster it holds nothing out.
+        local._validating = resolve_early_stopping(local.early_stopping, n_rows) is True
 
     @staticmethod
     def train(est, blocks, class_weight, sync, rank, nthreads):

@@ -1,0 +1,128 @@
+"""early_stopping="refit" (and "auto" below 1000 rows): a held-out run chooses the
+number of epochs and the temperature; then all rows train again from the start."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from skmlp import MLPTorchClassifier, MLPTorchRegressor, TabularMLPClassifier
+from skmlp._base import AUTO_EARLY_STOPPING_ROWS, AUTO_REFIT_ROWS, resolve_early_stopping
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _clf(n=300, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, 5)
+    y = (X[:, 0] + 0.5 * X[:, 1] + 0.7 * rng.randn(n) > 0).astype(int)
+    return X, y
+
+
+def _kw(**extra):
+    return dict(hidden_dims=(16,), max_iter=40, n_iter_no_change=5, lr=0.01, random_state=0,
+                **extra)
+
+
+def test_refit_runs_the_best_epoch_count_on_all_rows():
+    X, y = _clf()
+    best = MLPTorchClassifier(**_kw(early_stopping=True, scoring="loss")).fit(X, y)
+    refit = MLPTorchClassifier(**_kw(early_stopping="refit", scoring="loss")).fit(X, y)
+    # The held-out run is the one early_stopping=True makes; its record is kept.
+    assert refit.validation_scores_ == best.validation_scores_
+    assert refit.best_validation_score_ == best.best_validation_score_
+    k = int(np.argmax(best.validation_scores_)) + 1
+    assert k < best.n_iter_  # the held-out run stopped after its best epoch
+    # The weights held went through k epochs of all rows.
+    assert refit.n_iter_ == k == len(refit.loss_curve_) == len(refit.history_)
+    assert refit.t_ == k * X.shape[0]
+    assert best.t_ == best.n_iter_ * (X.shape[0] - round(0.1 * X.shape[0]))
+    assert all(h["val_score"] is None for h in refit.history_)
+    assert not np.allclose(refit.predict_proba(X), best.predict_proba(X))
+
+
+def test_refit_is_repeatable_and_leaves_no_convergence_warning():
+    X, y = _clf()
+    a = MLPTorchClassifier(**_kw(early_stopping="refit")).fit(X, y)
+    b = MLPTorchClassifier(**_kw(early_stopping="refit")).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    # The second run stops where it was told to: not "max_iter not reached".
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        MLPTorchClassifier(**_kw(early_stopping="refit")).fit(X, y)
+
+
+def test_refit_keeps_the_held_out_temperature():
+    X, y = _clf()
+    kw = _kw(early_stopping="refit", scoring="loss", calibration="temperature",
+             label_smoothing=0.2)
+    best = MLPTorchClassifier(**{**kw, "early_stopping": True}).fit(X, y)
+    refit = MLPTorchClassifier(**kw).fit(X, y)
+    assert refit.temperature_ == best.temperature_ != 1.0
+    plain = MLPTorchClassifier(**{**kw, "calibration": None}).fit(X, y)
+    np.testing.assert_allclose(refit.decision_function(X) * refit.temperature_,
+                               plain.decision_function(X), rtol=1e-6, atol=1e-9)
+
+
+def test_refit_regressor_and_callbacks_see_both_runs():
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 4)
+    y = X[:, 0] - X[:, 1] + 0.3 * rng.randn(200)
+    seen = []
+    reg = MLPTorchRegressor(**_kw(early_stopping="refit"),
+                            callbacks=[lambda est, epoch, logs: seen.append(logs["val_score"])]
+                            ).fit(X, y)
+    held_out = len(reg.validation_scores_)
+    assert seen[:held_out] == reg.validation_scores_
+    assert seen[held_out:] == [None] * reg.n_iter_
+
+
+def test_a_refit_that_raises_leaves_the_fitted_estimator_as_it_was():
+    X, y = _clf()
+    est = MLPTorchClassifier(**_kw(early_stopping="refit", warm_start=True)).fit(X, y)
+    before = est.predict_proba(X)
+    attrs = {k: v for k, v in vars(est).items() if k.endswith("_") and k != "module_"}
+
+    def fail_in_the_second_run(estimator, epoch, logs):
+        if logs["val_score"] is None and epoch >= 2:
+            raise RuntimeError("stop")
+
+    est.set_params(callbacks=[fail_in_the_second_run])
+    with pytest.raises(RuntimeError, match="stop"):
+        est.fit(X, y)
+    np.testing.assert_array_equal(est.predict_proba(X), before)
+    for key, value in attrs.items():
+        assert getattr(est, key) is value, key
+
+
+def test_auto_resolves_by_training_rows():
+    assert resolve_early_stopping("auto", AUTO_REFIT_ROWS - 1) is False
+    assert resolve_early_stopping("auto", AUTO_REFIT_ROWS) == "refit"
+    assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS - 1) == "refit"
+    assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS) is True
+    assert resolve_early_stopping(np.True_, 5) is True
+    assert resolve_early_stopping("refit", 5) == "refit"
+    X, y = _clf(AUTO_EARLY_STOPPING_ROWS)
+    kw = dict(max_iter=3, random_state=0)
+    small = TabularMLPClassifier(**kw).fit(X[:AUTO_REFIT_ROWS - 1], y[:AUTO_REFIT_ROWS - 1])
+    assert small.validation_scores_ is None
+    mid = TabularMLPClassifier(**kw).fit(X[:300], y[:300])
+    assert mid.validation_scores_ is not None and mid.history_[0]["val_score"] is None
+    assert mid.t_ == mid.n_iter_ * 300
+    large = TabularMLPClassifier(**kw).fit(X, y)
+    assert large.history_[0]["val_score"] is not None
+
+
+def test_partial_fit_and_lbfgs_hold_nothing_out():
+    X, y = _clf()
+    est = MLPTorchClassifier(**_kw(early_stopping="refit")).partial_fit(X, y, classes=[0, 1])
+    assert est.validation_scores_ is None and est.t_ == X.shape[0]
+    est = MLPTorchClassifier(**_kw(early_stopping="refit", optimizer="lbfgs")).fit(X, y)
+    assert est.validation_scores_ is None
+
+
+def test_refit_is_validated():
+    X, y = _clf(50)
+    with pytest.raises(ValueError, match="'auto' or 'refit'"):
+        MLPTorchClassifier(early_stopping="refitt").fit(X, y)
