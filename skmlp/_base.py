@@ -37,20 +37,16 @@ from ._training import TrainConfig, TrainState, fit_loop, restore, snapshot
 
 
 # early_stopping="auto" holds out a validation split and keeps the best epoch from
-# AUTO_EARLY_STOPPING_ROWS training rows on; from AUTO_REFIT_ROWS up to there it
-# refits on all rows for the best epoch's number; below AUTO_REFIT_ROWS (a held-out
-# fifth of under 20 rows) it holds nothing out. Measured with
-# benchmarks/tabular_ablation.py --max-train N (docs: benchmarks page).
+# this many training rows on (below: nothing held out). Measured with
+# benchmarks/tabular_ablation.py (docs: benchmarks page), "refit" below it too.
 AUTO_EARLY_STOPPING_ROWS = 1000
-AUTO_REFIT_ROWS = 100
 
 
 def resolve_early_stopping(value, n_rows):
     """What ``early_stopping=value`` does with ``n_rows`` training rows:
     False (nothing held out), True (the best epoch's weights) or ``"refit"``."""
     if isinstance(value, str) and value == "auto":
-        return (True if n_rows >= AUTO_EARLY_STOPPING_ROWS
-                else "refit" if n_rows >= AUTO_REFIT_ROWS else False)
+        return n_rows >= AUTO_EARLY_STOPPING_ROWS
     return value if isinstance(value, str) else bool(value)
 
 

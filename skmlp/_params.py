@@ -184,11 +184,10 @@ PARAMETERS = (
           'stops improving and keep the best weights. ``"refit"``: that held-out run only '
           "chooses the number of epochs (and the ``calibration``); the network then trains "
           "again from its starting weights on all rows for that many epochs, so no row is "
-          'lost to validation, for about 1.7 times the time of ``True``. ``"auto"``: '
-          '``True`` from 1000 training rows on, ``"refit"`` from 100 to 999, nothing held '
-          'out below 100 (as '
+          'lost to validation, for about 1.6 times the time of ``True``. ``"auto"``: '
+          '``True`` from 1000 training rows on, nothing held out below (as '
           "``HistGradientBoostingClassifier``'s ``\"auto\"``, which holds out from 10000 "
-          "rows; the thresholds are measured, see the benchmarks page). ``partial_fit`` and "
+          "rows; the threshold is measured, see the benchmarks page). ``partial_fit`` and "
           '``optimizer="lbfgs"`` never hold out.'),
     Param("scoring", None, (_scoring, "None, 'loss', a scikit-learn scorer name or a "
                             "callable scorer(estimator, X, y)"),

@@ -35,12 +35,10 @@ class TabularMLPClassifier(MLPTorchClassifier):
 
     :class:`MLPTorchClassifier` with defaults chosen on real tables: robust
     scaling, missing-value indicators, periodic numeric embeddings, an
-    ensemble of 4 members in one network, label smoothing 0.05, and the epoch
-    of the best validation log loss (``scoring="loss"``) on a held-out fifth of
-    the data, whose log loss then also sets the temperature of the
-    probabilities (``calibration``). From 100 to 999 training rows that epoch
-    count and temperature come from the held-out run and the network is then
-    trained again on all rows (``early_stopping="auto"``, see there).
+    ensemble of 4 members in one network, label smoothing 0.05, and (from 1000
+    training rows on) the epoch of the best validation log loss
+    (``scoring="loss"``) on a held-out fifth of the data, whose log loss then
+    also sets the temperature of the probabilities (``calibration``).
 
     Parameters
     ----------
@@ -70,10 +68,8 @@ class TabularMLPRegressor(MLPTorchRegressor):
 
     :class:`MLPTorchRegressor` with defaults chosen on real tables: robust
     scaling, missing-value indicators, periodic numeric embeddings, an
-    ensemble of 4 members in one network, standardised targets, and the best
-    epoch on a held-out fifth of the data (from 100 to 999 training rows the
-    held-out run only counts the epochs, then all rows train again:
-    ``early_stopping="auto"``).
+    ensemble of 4 members in one network, standardised targets, and (from 1000
+    training rows on) the best epoch on a held-out fifth of the data.
 
     Parameters
     ----------

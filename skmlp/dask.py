@@ -416,8 +416,7 @@ class _Recipe:
         if isinstance(local.early_stopping, str) and local.early_stopping == "refit":
             raise ValueError(
                 "early_stopping='refit' is not supported by the Dask estimators (it would "
-                "train twice over the cluster); use True, False or 'auto' (a validation split "
-                "from 1000 rows on, below that all rows train without one).")
+                "train twice over the cluster); use True, False or 'auto'.")
         if local.warm_start is True or local.warm_start is np.True_:
             raise ValueError("warm_start is not supported by the Dask estimators: continue a "
                              "fitted model with to_local() and its partial_fit.")
@@ -506,7 +505,6 @@ class _Recipe:
         from ._data import resolve_device
 
         local._start(X_num, head_name, resolve_device("cpu"))
-        # "auto" below 1000 rows refits locally; over a cluster it holds nothing out.
         local._validating = resolve_early_stopping(local.early_stopping, n_rows) is True
 
     @staticmethod

@@ -132,8 +132,8 @@ def test_ablation_rows_parse_and_pass_through(A):
     assert A.build("clf", {"early_stopping_rows": 3000}, 0, 5000)[1] == {}
     assert A.build("clf", {"early_stopping": True}, 0, 5000)[1] == {}
     assert A.build("clf", {"early_stopping": True}, 0, 500)[1] == {"early_stopping": True}
-    assert A.build("clf", {"early_stopping": "refit"}, 0, 500)[1] == {}  # "auto" refits there
-    assert A.build("clf", {"early_stopping": False}, 0, 50)[1] == {}
+    assert A.build("clf", {"early_stopping": "refit"}, 0, 500)[1] == {"early_stopping": "refit"}
+    assert A.build("clf", {"early_stopping": False}, 0, 500)[1] == {}
 
 
 def test_ablation_refuses_confirmation_tables(A, T):

@@ -122,8 +122,9 @@ def test_no_held_out_rows_no_temperature():
     est = MLPTorchClassifier((8,), max_iter=5, calibration="temperature", random_state=0)
     assert est.fit(X, y).temperature_ == 1.0  # early_stopping=False: nothing held out
     est = TabularMLPClassifier(max_iter=5, calibration="temperature", random_state=0)
-    assert est.fit(X[:60], y[:60]).temperature_ == 1.0  # "auto" holds out from 100 rows on
-    assert est.fit(X, y).temperature_ != 1.0  # 300 rows: "auto" refits, the temperature stays
+    assert est.fit(X, y).temperature_ == 1.0  # "auto" holds out from 1000 rows on
+    est.set_params(early_stopping="refit")
+    assert est.fit(X, y).temperature_ != 1.0  # the held-out run's temperature stays
     assert not hasattr(MLPTorchRegressor(), "calibration")
 
 

@@ -1,5 +1,5 @@
-"""early_stopping="refit" (and "auto" below 1000 rows): a held-out run chooses the
-number of epochs and the temperature; then all rows train again from the start."""
+"""early_stopping="refit": a held-out run chooses the number of epochs and the
+temperature; then all rows train again from the start weights."""
 
 import warnings
 
@@ -8,7 +8,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from skmlp import MLPTorchClassifier, MLPTorchRegressor, TabularMLPClassifier
-from skmlp._base import AUTO_EARLY_STOPPING_ROWS, AUTO_REFIT_ROWS, resolve_early_stopping
+from skmlp._base import AUTO_EARLY_STOPPING_ROWS, resolve_early_stopping
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -97,21 +97,17 @@ def test_a_refit_that_raises_leaves_the_fitted_estimator_as_it_was():
 
 
 def test_auto_resolves_by_training_rows():
-    assert resolve_early_stopping("auto", AUTO_REFIT_ROWS - 1) is False
-    assert resolve_early_stopping("auto", AUTO_REFIT_ROWS) == "refit"
-    assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS - 1) == "refit"
+    assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS - 1) is False
     assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS) is True
     assert resolve_early_stopping(np.True_, 5) is True
+    assert resolve_early_stopping(np.False_, 5) is False
     assert resolve_early_stopping("refit", 5) == "refit"
-    X, y = _clf(AUTO_EARLY_STOPPING_ROWS)
+    X, y = _clf(300)
     kw = dict(max_iter=3, random_state=0)
-    small = TabularMLPClassifier(**kw).fit(X[:AUTO_REFIT_ROWS - 1], y[:AUTO_REFIT_ROWS - 1])
-    assert small.validation_scores_ is None
-    mid = TabularMLPClassifier(**kw).fit(X[:300], y[:300])
+    assert TabularMLPClassifier(**kw).fit(X, y).validation_scores_ is None
+    mid = TabularMLPClassifier(early_stopping="refit", **kw).fit(X, y)
     assert mid.validation_scores_ is not None and mid.history_[0]["val_score"] is None
     assert mid.t_ == mid.n_iter_ * 300
-    large = TabularMLPClassifier(**kw).fit(X, y)
-    assert large.history_[0]["val_score"] is not None
 
 
 def test_partial_fit_and_lbfgs_hold_nothing_out():

@@ -13,7 +13,7 @@ pulls its probabilities away from 0 and 1. Its default
 that held out validation rows, it divides the network's logits by one number,
 ``temperature_``, chosen to minimise the log loss of those held-out rows
 (temperature scaling). Held-out rows exist with ``early_stopping=True`` or
-``"refit"``, and with the Tabular default ``early_stopping="auto"`` from 100
+``"refit"``, and with the Tabular default ``early_stopping="auto"`` from 1000
 training rows on; without them ``temperature_`` is 1.0 and nothing changes. Dividing every logit
 by the same positive number keeps the order of the rows, so ``predict`` and the
 ROC AUC stay the same; only how confident the probabilities are changes.
