@@ -169,7 +169,8 @@ class BaseMLPTorch(BaseEstimator):
                 undo.append(lambda: restore(module, weights_before))
                 run.start_weights = None
             self._calibrate(val_data if run.reason != "diverged" else None)
-            if mode == "refit" and run.reason != "diverged":
+            # A callback that stops the held-out run (a time budget) ends the fit there.
+            if mode == "refit" and run.reason not in ("diverged", "callback"):
                 run = self._refit(run, start, rows, generator, threads.recheck)
         self._rng_state = generator.get_state()
         self._finish(run, incremental, undo)

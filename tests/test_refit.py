@@ -78,6 +78,16 @@ def test_refit_regressor_and_callbacks_see_both_runs():
     assert seen[held_out:] == [None] * reg.n_iter_
 
 
+def test_a_callback_that_stops_the_held_out_run_ends_the_fit_there():
+    X, y = _clf()
+    kw = _kw(early_stopping="refit")
+    best = MLPTorchClassifier(**{**kw, "early_stopping": True},
+                              callbacks=[lambda est, epoch, logs: epoch >= 8]).fit(X, y)
+    est = MLPTorchClassifier(**kw, callbacks=[lambda est, epoch, logs: epoch >= 8]).fit(X, y)
+    assert est.n_iter_ == 8 and len(est.validation_scores_) == 8
+    np.testing.assert_array_equal(est.predict_proba(X), best.predict_proba(X))
+
+
 def test_a_refit_that_raises_leaves_the_fitted_estimator_as_it_was():
     X, y = _clf()
     est = MLPTorchClassifier(**_kw(early_stopping="refit", warm_start=True)).fit(X, y)
