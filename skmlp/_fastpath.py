@@ -254,16 +254,19 @@ class _EnsembleOutput:
         self.W, self.b = layer.weight.detach(), layer.bias.detach()
         self.k, self.d = layer.k, layer.in_features
 
+    # Member-major batched products (bmm): an einsum of the same shapes costs
+    # ~15 us more per call in dispatch on CPU, three times per step.
     def forward(self, h):
-        hv = h.view(-1, self.k, self.d)
-        return torch.einsum("nkd,kdo->nko", hv, self.W) + self.b, hv
+        hm = h.view(-1, self.k, self.d).transpose(0, 1)  # (k, n, d)
+        return torch.bmm(hm, self.W).transpose(0, 1) + self.b, hm
 
-    def backward(self, g, hv, need_input_grad):
-        self.weight.grad = torch.einsum("nkd,nko->kdo", hv, g)
+    def backward(self, g, hm, need_input_grad):
+        gm = g.transpose(0, 1)  # (k, n, o)
+        self.weight.grad = torch.bmm(hm.transpose(1, 2), gm)
         self.bias.grad = g.sum(dim=0)
         if not need_input_grad:
             return None
-        return torch.einsum("nko,kdo->nkd", g, self.W).flatten(0, 1)
+        return torch.bmm(gm, self.W.transpose(1, 2)).transpose(0, 1).flatten(0, 1)
 
 
 def plan(module, loss):

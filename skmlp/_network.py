@@ -284,8 +284,8 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(k, o, device="meta", dtype=dtype))
 
     def forward(self, h):
-        h = h.view(-1, self.k, self.in_features)
-        return torch.einsum("nkd,kdo->nko", h, self.weight) + self.bias
+        h = h.view(-1, self.k, self.in_features).transpose(0, 1)  # (k, n, d)
+        return torch.bmm(h, self.weight).transpose(0, 1) + self.bias  # (n, k, o)
 
 
 class MLP(nn.Module):
