@@ -171,6 +171,7 @@ class BaseMLPTorch(BaseEstimator):
             self._calibrate(val_data if run.reason != "diverged" else None)
             # A callback that stops the held-out run (a time budget) ends the fit there.
             if mode == "refit" and run.reason not in ("diverged", "callback"):
+                data = val_data = val_score = None  # free the split before all rows are copied
                 run = self._refit(run, start, rows, generator, threads.recheck)
         self._rng_state = generator.get_state()
         self._finish(run, incremental, undo)
