@@ -37,8 +37,8 @@ from ._training import TrainConfig, TrainState, fit_loop, restore, snapshot
 
 
 # early_stopping="auto" holds out a validation split and keeps the best epoch from
-# this many training rows on (below: nothing held out). Measured with
-# benchmarks/tabular_ablation.py (docs: benchmarks page), "refit" below it too.
+# this many training rows on; below, nothing is held out ("refit" there was measured
+# and not taken: benchmarks/tabular_ablation.py, docs: benchmarks page).
 AUTO_EARLY_STOPPING_ROWS = 1000
 
 
@@ -46,7 +46,7 @@ def resolve_early_stopping(value, n_rows):
     """What ``early_stopping=value`` does with ``n_rows`` training rows:
     False (nothing held out), True (the best epoch's weights) or ``"refit"``."""
     if isinstance(value, str) and value == "auto":
-        return n_rows >= AUTO_EARLY_STOPPING_ROWS
+        return bool(n_rows >= AUTO_EARLY_STOPPING_ROWS)  # a numpy count gives np.bool_
     return value if isinstance(value, str) else bool(value)
 
 

@@ -109,6 +109,7 @@ def test_a_refit_that_raises_leaves_the_fitted_estimator_as_it_was():
 def test_auto_resolves_by_training_rows():
     assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS - 1) is False
     assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS) is True
+    assert resolve_early_stopping("auto", np.int64(AUTO_EARLY_STOPPING_ROWS)) is True
     assert resolve_early_stopping(np.True_, 5) is True
     assert resolve_early_stopping(np.False_, 5) is False
     assert resolve_early_stopping("refit", 5) == "refit"
