@@ -111,8 +111,9 @@ def build(task, params, seed, n_train):
     if known.get("early_stopping") == "auto" and "early_stopping" in applied:
         from skmlp._base import resolve_early_stopping
 
-        auto = resolve_early_stopping("auto", n_train)
-        if resolve_early_stopping(applied["early_stopping"], n_train) == auto:
+        members = int(applied.get("n_ensemble", known.get("n_ensemble", 1)))
+        auto = resolve_early_stopping("auto", n_train, members)
+        if resolve_early_stopping(applied["early_stopping"], n_train, members) == auto:
             del applied["early_stopping"]
     applied = {k: v for k, v in applied.items() if not _same(known.get(k), v)}
     return est.set_params(**applied), applied

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from ._heads import Loss
-from ._network import MLP
+from ._network import MLP, Bag
 
 
 def _mask(drop, like):
@@ -327,9 +327,12 @@ def inference(module):
 
     Plain networks get activations applied in place (one output-sized
     allocation saved per hidden layer in ``predict``); ensembles and batch
-    norm run ``MLP.forward_eval``. A module that is not an ``MLP`` is put in
-    eval mode and returned as it is.
+    norm run ``MLP.forward_eval``; a ``Bag`` stacks its members' forwards. A
+    module that is neither is put in eval mode and returned as it is.
     """
+    if isinstance(module, Bag):
+        members = [inference(m) for m in module.members]
+        return lambda x_num, x_cat=None: torch.stack([f(x_num, x_cat) for f in members], dim=1)
     if not isinstance(module, MLP):
         return module.eval()
     if module.n_ensemble > 1 or any(block.norm is not None for block in module.blocks):

@@ -18,7 +18,7 @@ with the same seed start from the same weights.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import torch
@@ -331,6 +331,47 @@ class MLP(nn.Module):
         return self.output(x)
 
 
+class Bag(nn.Module):
+    """Separate networks as one ensemble (``early_stopping="bagging"``):
+    ``forward(x_num, x_cat=None)`` maps the inputs of ``MLP`` to the members'
+    outputs ``(n, k, n_outputs)``, as an ``MLP`` with ``n_ensemble=k`` does,
+    but no weight is shared, so each member can be trained (and judged) on
+    rows of its own."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.n_ensemble = len(self.members)
+
+    def forward(self, x_num, x_cat=None):
+        return torch.stack([m(x_num, x_cat) for m in self.members], dim=1)
+
+
+@torch.no_grad()
+def forget_unseen(module, x_cat):
+    """Make every category that no row of ``x_cat (n, c)`` (the codes the
+    network trained on) holds act as "unknown": its embedding row, or its
+    one-hot column's weights in the first layer, set to zero. Such a
+    category's weights never had a gradient (its rows were all held out), so
+    they would otherwise stay as initialised, random. ``module``: an ``MLP``
+    or a ``Bag`` member."""
+    table = module.input
+    if table is None or not table.cardinalities or x_cat is None:
+        return
+    first = module.blocks[0].linear if len(module.blocks) else module.output
+    x_cat = torch.as_tensor(x_cat).reshape(-1, len(table.cardinalities))
+    start = table.width - sum(categorical_width(c) for c in table.cardinalities)
+    for j, codes in enumerate(table.cardinalities):
+        seen = torch.zeros(codes, dtype=torch.bool)
+        seen[x_cat[:, j].unique()] = True
+        unseen = torch.nonzero(~seen[:-1]).flatten()  # the last code is "unknown" itself
+        if str(j) in table.embeddings:
+            table.embeddings[str(j)].weight[unseen] = 0.0
+        elif unseen.numel() and isinstance(first, nn.Linear):
+            first.weight[:, start + unseen] = 0.0
+        start += categorical_width(codes)
+
+
 # ------------------------------------------------- initialisation, groups
 def _glorot(layer, generator, gain):
     bound = math.sqrt(gain / (layer.in_features + layer.out_features))
@@ -424,13 +465,17 @@ def decay_groups(module, weight_decay):
 
 
 def build(spec, generator):
-    """The initialised ``MLP`` for ``spec`` (a ``NetworkSpec``), on the CPU.
+    """The initialised ``MLP`` for ``spec`` (a ``NetworkSpec``), on the CPU
+    (a ``Bag`` of ``spec.n_ensemble`` of them when ``spec.bagged``).
 
     Layers are created on the ``meta`` device (their default initialisers,
     which use the global RNG, never run), materialised in float64,
     initialised from ``generator`` and cast to the spec's dtype, so the
     weights do not depend on the dtype.
     """
+    if spec.bagged:  # k separate one-member networks, drawn one after the other
+        member = replace(spec, n_ensemble=1, bagged=False)
+        return Bag([build(member, generator) for _ in range(spec.n_ensemble)])
     table = spec.table()
     module = MLP(spec.n_inputs, spec.hidden_dims, spec.n_outputs,
                  activation=spec.activation, dropout=spec.dropout,

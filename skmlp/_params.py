@@ -27,7 +27,7 @@ SCHEDULES = ("constant", "cosine", "plateau")
 DTYPES = (None, "float32", "float64")
 MISSING = ("error", "indicator")
 SCALINGS = ("standard", "robust")
-EARLY_STOPPING = ("auto", "refit")
+EARLY_STOPPING = ("auto", "refit", "bagging")
 
 
 def _choice(options):
@@ -177,14 +177,20 @@ PARAMETERS = (
           frozen=True),
     Param("early_stopping", False,
           (lambda v: _bool()[0](v) or (isinstance(v, str) and v in EARLY_STOPPING),
-           "True, False, 'auto' or 'refit'"), 'bool, "auto" or "refit"',
+           "True, False, 'auto', 'refit' or 'bagging'"), 'bool, "auto", "refit" or "bagging"',
           "Hold out ``validation_fraction`` of the data (stratified for single-label "
           "classifiers; only rows of positive ``sample_weight``), stop when the validation "
           "score (``scoring``: accuracy or R² by default, as ``score``) "
           'stops improving and keep the best weights. ``"refit"``: that held-out run only '
           "chooses the number of epochs (and the ``calibration``); the network then trains "
           "again from its starting weights on all rows for that many epochs, so no row is "
-          'lost to validation, for about 1.6 times the time of ``True``. ``"auto"``: '
+          'lost to validation, for about 1.6 times the time of ``True``. ``"bagging"`` '
+          "(needs ``n_ensemble >= 2``): the ensemble's members become separate networks; "
+          "the rows are split into ``n_ensemble`` folds (stratified as above) and each "
+          "member trains on all folds but its own and keeps its best epoch on that one, so "
+          "every row trains most members and validates one; ``calibration`` is fitted on "
+          "every row's prediction by the member it was held out of. ``validation_scores_`` "
+          "then holds the members' mean per epoch. ``\"auto\"``: "
           '``True`` from 1000 training rows on, nothing held out below (as '
           "``HistGradientBoostingClassifier``'s ``\"auto\"``, which holds out from 10000 "
           "rows; the threshold is measured, see the benchmarks page). ``partial_fit`` and "

@@ -39,6 +39,8 @@ class NetworkSpec:
     n_ensemble : members trained inside the network (TabM-mini: their own
         input scaling and output layer, shared blocks); outputs
         ``(n, n_ensemble, n_outputs)``, combined by the head.
+    bagged : the members are separate networks (``_network.Bag``, from
+        ``early_stopping="bagging"``), each trained without its own fold.
     temperature : classifiers' calibration, set after training: the head's
         combined logits are divided by it (1.0: as they are).
     """
@@ -60,6 +62,7 @@ class NetworkSpec:
     scale: tuple = ()
     numeric_embedding: Optional[str] = None
     n_ensemble: int = 1
+    bagged: bool = False
     temperature: float = 1.0
 
     @property

@@ -64,6 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("skmlp.dask needs Dask distributed and torch.distributed: "
                       "pip install 'skmlp[dask]'.") from exc
 
+from ._base import AUTO_EARLY_STOPPING_ROWS
 from ._classifier import MLPTorchClassifier
 from ._network import set_dropout_generator
 from ._params import validate_params
@@ -413,10 +414,13 @@ class _Recipe:
         if local.optimizer == "lbfgs":
             raise ValueError("optimizer='lbfgs' steps over all rows at once; the Dask "
                              "estimators train with minibatches: use 'adam' or 'sgd'.")
-        if isinstance(local.early_stopping, str) and local.early_stopping == "refit":
+        if isinstance(local.early_stopping, str) and local.early_stopping in ("refit",
+                                                                               "bagging"):
             raise ValueError(
-                "early_stopping='refit' is not supported by the Dask estimators (it would "
-                "train twice over the cluster); use True, False or 'auto'.")
+                f"early_stopping={local.early_stopping!r} is not supported by the Dask "
+                "estimators (it would train several times over the cluster); use True, "
+                "False or 'auto' (which holds nothing out below "
+                f"{AUTO_EARLY_STOPPING_ROWS} rows there).")
         if local.warm_start is True or local.warm_start is np.True_:
             raise ValueError("warm_start is not supported by the Dask estimators: continue a "
                              "fitted model with to_local() and its partial_fit.")

@@ -133,7 +133,12 @@ def test_ablation_rows_parse_and_pass_through(A):
     assert A.build("clf", {"early_stopping": True}, 0, 5000)[1] == {}
     assert A.build("clf", {"early_stopping": True}, 0, 500)[1] == {"early_stopping": True}
     assert A.build("clf", {"early_stopping": "refit"}, 0, 500)[1] == {"early_stopping": "refit"}
-    assert A.build("clf", {"early_stopping": False}, 0, 500)[1] == {}
+    # Below 1000 rows "auto" bags the Tabular ensemble (from 60 rows on) or holds nothing out.
+    assert A.build("clf", {"early_stopping": False}, 0, 500)[1] == {"early_stopping": False}
+    assert A.build("clf", {"early_stopping": "bagging"}, 0, 500)[1] == {}
+    assert A.build("clf", {"early_stopping": False}, 0, 30)[1] == {}
+    assert A.build("clf", {"early_stopping": False, "n_ensemble": 1}, 0, 500)[1] == {
+        "n_ensemble": 1}
 
 
 def test_ablation_refuses_confirmation_tables(A, T):

@@ -121,8 +121,10 @@ def test_no_held_out_rows_no_temperature():
     X, y = _data(300)
     est = MLPTorchClassifier((8,), max_iter=5, calibration="temperature", random_state=0)
     assert est.fit(X, y).temperature_ == 1.0  # early_stopping=False: nothing held out
-    est = TabularMLPClassifier(max_iter=5, calibration="temperature", random_state=0)
-    assert est.fit(X, y).temperature_ == 1.0  # "auto" holds out from 1000 rows on
+    est = TabularMLPClassifier(max_iter=5, n_ensemble=1, random_state=0)
+    assert est.fit(X, y).temperature_ == 1.0  # "auto": under 1000 rows only an ensemble bags
+    est.set_params(n_ensemble=4)
+    assert est.fit(X, y).temperature_ != 1.0  # bagged: from every row's held-out member
     est.set_params(early_stopping="refit")
     assert est.fit(X, y).temperature_ != 1.0  # the held-out run's temperature stays
     assert not hasattr(MLPTorchRegressor(), "calibration")

@@ -406,7 +406,9 @@ def test_tabular_estimators_take_a_raw_frame_and_leave_global_state_alone():
     clf = TabularMLPClassifier(max_iter=5, random_state=0).fit(df, target(df))
     reg = TabularMLPRegressor(max_iter=5, random_state=0).fit(df, df["z"].to_numpy() * 1e3)
     assert np.all(np.isfinite(clf.predict_proba(df))) and np.all(np.isfinite(reg.predict(df)))
-    assert clf.module_.n_ensemble == 4 and clf.module_.input.periodic is not None
+    # 200 rows: "auto" bags the 4 members (separate networks, each on its folds)
+    assert clf.module_.n_ensemble == 4 and clf._spec.bagged
+    assert all(m.input.periodic is not None for m in clf.module_.members)
     assert reg._target_affine is not None and clf.get_params()["label_smoothing"] == 0.05
     assert np.array_equal(np.random.get_state()[1], np_state[1])
     assert torch.equal(torch.get_rng_state(), torch_state)

@@ -115,7 +115,8 @@ def test_auto_resolves_by_training_rows():
     assert resolve_early_stopping("refit", 5) == "refit"
     X, y = _clf(300)
     kw = dict(max_iter=3, random_state=0)
-    assert TabularMLPClassifier(**kw).fit(X, y).validation_scores_ is None
+    none = TabularMLPClassifier(n_ensemble=1, **kw).fit(X, y)  # nothing to bag: nothing held out
+    assert none.validation_scores_ is None
     mid = TabularMLPClassifier(early_stopping="refit", **kw).fit(X, y)
     assert mid.validation_scores_ is not None and mid.history_[0]["val_score"] is None
     assert mid.t_ == mid.n_iter_ * 300
@@ -131,5 +132,5 @@ def test_partial_fit_and_lbfgs_hold_nothing_out():
 
 def test_refit_is_validated():
     X, y = _clf(50)
-    with pytest.raises(ValueError, match="'auto' or 'refit'"):
+    with pytest.raises(ValueError, match="'auto', 'refit' or 'bagging'"):
         MLPTorchClassifier(early_stopping="refitt").fit(X, y)
