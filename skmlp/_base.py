@@ -37,8 +37,9 @@ from ._training import FitRun, TrainConfig, TrainState, fit_loop, restore, snaps
 
 
 # early_stopping="auto" holds out a validation split and keeps the best epoch from
-# this many training rows on ("bagging" there: 3% less error for 1.6x the time, not
-# taken; benchmarks/tabular_ablation.py, docs: benchmarks page) ...
+# this many training rows on ("bagging" there: 0.7% less error, 2.3% less log loss
+# for 1.74x the time, not taken; benchmarks/tabular_ablation.py, docs: benchmarks
+# page) ...
 AUTO_EARLY_STOPPING_ROWS = 1000
 # ... and from this many rows up to that threshold it bags (an ensemble's members on
 # their own folds), when there are members to bag (n_ensemble >= 2); below, nothing
@@ -468,7 +469,8 @@ class BaseMLPTorch(BaseEstimator):
         """``k`` (train, validation) pairs of ``rows``, as ``_split`` makes one:
         the rows of positive ``sample_weight`` in ``k`` folds (stratified for
         single-label classifiers whose every class has ``k`` rows), each
-        validating once; rows of weight zero always train."""
+        validating once; rows of weight zero always train. The folds are
+        drawn now; each pair's copies are made when it is reached."""
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         X, Y, weights, codes = rows
         idx = np.arange(X.shape[0])
@@ -484,7 +486,8 @@ class BaseMLPTorch(BaseEstimator):
             splits = StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, stratify)
         else:
             splits = KFold(k, shuffle=True, random_state=seed).split(idx)
-        return [self._parts(rows, val_weights, idx[tr], idx[va]) for tr, va in splits]
+        splits = list(splits)
+        return (self._parts(rows, val_weights, idx[tr], idx[va]) for tr, va in splits)
 
     def _parts(self, rows, val_weights, tr, va):
         """(train, validation) parts of ``rows`` for the row indices ``tr`` /

@@ -191,9 +191,10 @@ PARAMETERS = (
           "every row trains most members and validates one; ``calibration`` is fitted on "
           "every row's prediction by the member it was held out of. ``validation_scores_`` "
           "then holds the members' mean per epoch. ``\"auto\"``: "
-          '``True`` from 1000 training rows on, nothing held out below (as '
+          '``True`` from 1000 training rows on, ``"bagging"`` from 60 to 999 rows when '
+          "``n_ensemble >= 2``, nothing held out otherwise (as "
           "``HistGradientBoostingClassifier``'s ``\"auto\"``, which holds out from 10000 "
-          "rows; the threshold is measured, see the benchmarks page). ``partial_fit`` and "
+          "rows; the thresholds are measured, see the benchmarks page). ``partial_fit`` and "
           '``optimizer="lbfgs"`` never hold out.'),
     Param("scoring", None, (_scoring, "None, 'loss', a scikit-learn scorer name or a "
                             "callable scorer(estimator, X, y)"),

@@ -11,7 +11,8 @@ from ._params import estimator
 from ._regressor import MLPTorchRegressor
 
 # The defaults both tabular estimators change; each was kept because it paid in
-# ``benchmarks/tabular_ablation.py`` (docs: benchmarks page, "Tabular defaults").
+# ``benchmarks/tabular_ablation.py`` (docs: benchmarks page, "Tabular defaults";
+# "auto" bagging from 60 to 999 rows: the "Small tables: bagging" section).
 TABULAR_DEFAULTS = dict(
     missing="indicator",
     scaling="robust",
@@ -38,7 +39,10 @@ class TabularMLPClassifier(MLPTorchClassifier):
     ensemble of 4 members in one network, label smoothing 0.05, and (from 1000
     training rows on) the epoch of the best validation log loss
     (``scoring="loss"``) on a held-out fifth of the data, whose log loss then
-    also sets the temperature of the probabilities (``calibration``).
+    also sets the temperature of the probabilities (``calibration``). From 60
+    to 999 rows the 4 members are bagged instead (``early_stopping="auto"``):
+    separate networks, each stopped on its own quarter of the rows, the
+    temperature fitted on every row by the member that held it out.
 
     Parameters
     ----------
@@ -69,7 +73,9 @@ class TabularMLPRegressor(MLPTorchRegressor):
     :class:`MLPTorchRegressor` with defaults chosen on real tables: robust
     scaling, missing-value indicators, periodic numeric embeddings, an
     ensemble of 4 members in one network, standardised targets, and (from 1000
-    training rows on) the best epoch on a held-out fifth of the data.
+    training rows on) the best epoch on a held-out fifth of the data; from 60
+    to 999 rows the 4 members are bagged (separate networks, each stopped on
+    its own quarter of the rows).
 
     Parameters
     ----------

@@ -58,7 +58,7 @@ def test_each_member_validates_on_its_own_fold():
     est = MLPTorchClassifier(**_kw())
     est.fit(X, y, sample_weight=w)  # fitted: the head is known
     rows = (X, y, w, None)
-    folds = est._folds(rows, w, torch.Generator().manual_seed(0), 3)
+    folds = list(est._folds(rows, w, torch.Generator().manual_seed(0), 3))
     held = np.concatenate([val[4] for _, val in folds])
     assert sorted(held) == list(range(6, 90))  # every positive row validates once
     counts = []
