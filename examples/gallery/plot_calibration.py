@@ -12,9 +12,10 @@ pulls its probabilities away from 0 and 1. Its default
 ``calibration="temperature"`` undoes what does not fit the data: after a fit
 that held out validation rows, it divides the network's logits by one number,
 ``temperature_``, chosen to minimise the log loss of those held-out rows
-(temperature scaling). Held-out rows exist with ``early_stopping=True`` or
-``"refit"``, and with the Tabular default ``early_stopping="auto"`` from 1000
-training rows on; without them ``temperature_`` is 1.0 and nothing changes. Dividing every logit
+(temperature scaling). Held-out rows exist with ``early_stopping=True``,
+``"refit"`` or ``"bagging"``, and with the Tabular default ``early_stopping="auto"``
+from 60 training rows on (bagged under 1000: every row is then held out of one
+of the 4 members); without them ``temperature_`` is 1.0 and nothing changes. Dividing every logit
 by the same positive number keeps the order of the rows, so ``predict`` and the
 ROC AUC stay the same; only how confident the probabilities are changes.
 
