@@ -12,7 +12,8 @@ from ._regressor import MLPTorchRegressor
 
 # The defaults both tabular estimators change; each was kept because it paid in
 # ``benchmarks/tabular_ablation.py`` (docs: benchmarks page, "Tabular defaults";
-# "auto" bagging from 60 to 999 rows: the "Small tables: bagging" section).
+# "auto" bagging from 60 to 999 rows: the "Small tables: bagging" section; dtype="auto":
+# "float32 from 1000 rows").
 TABULAR_DEFAULTS = dict(
     missing="indicator",
     scaling="robust",
@@ -21,6 +22,7 @@ TABULAR_DEFAULTS = dict(
     n_iter_no_change=20,
     numeric_embedding="periodic",
     n_ensemble=4,
+    dtype="auto",
 )
 
 
@@ -42,7 +44,8 @@ class TabularMLPClassifier(MLPTorchClassifier):
     also sets the temperature of the probabilities (``calibration``). From 60
     to 999 rows the 4 members are bagged instead (``early_stopping="auto"``):
     separate networks, each stopped on its own quarter of the rows, the
-    temperature fitted on every row by the member that held it out.
+    temperature fitted on every row by the member that held it out. From
+    1000 rows on it computes in float32 (``dtype="auto"``), below in float64.
 
     Parameters
     ----------
@@ -75,7 +78,8 @@ class TabularMLPRegressor(MLPTorchRegressor):
     ensemble of 4 members in one network, standardised targets, and (from 1000
     training rows on) the best epoch on a held-out fifth of the data; from 60
     to 999 rows the 4 members are bagged (separate networks, each stopped on
-    its own quarter of the rows).
+    its own quarter of the rows). From 1000 rows on it computes in float32
+    (``dtype="auto"``), below in float64.
 
     Parameters
     ----------

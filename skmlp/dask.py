@@ -508,7 +508,7 @@ class _Recipe:
         from ._base import resolve_early_stopping
         from ._data import resolve_device
 
-        local._start(X_num, head_name, resolve_device("cpu"))
+        local._start(X_num, head_name, resolve_device("cpu"), n_rows=n_rows)
         local._validating = resolve_early_stopping(local.early_stopping, n_rows) is True
 
     @staticmethod

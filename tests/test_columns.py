@@ -417,3 +417,26 @@ def test_tabular_estimators_take_a_raw_frame_and_leave_global_state_alone():
     matplotlib.use("Agg")
     display = LossCurveDisplay.from_estimator(clf)
     assert len(display.line_.get_xdata()) == clf.n_iter_
+
+
+def test_dtype_auto_is_float32_from_1000_rows_and_the_tabular_default():
+    import torch
+
+    from skmlp import MLPTorchRegressor, TabularMLPRegressor
+    from skmlp._data import AUTO_FLOAT32_ROWS, compute_dtype
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(AUTO_FLOAT32_ROWS, 3)
+    y = X[:, 0] + 0.1 * rng.randn(len(X))
+    assert compute_dtype("auto", X) == "float32"
+    assert compute_dtype("auto", X[:-1]) == "float64"
+    assert compute_dtype("auto", X[:-1].astype(np.float32)) == "float32"  # as None below
+    assert compute_dtype("auto", X[:10], n_rows=AUTO_FLOAT32_ROWS) == "float32"  # Dask: all rows
+    assert TabularMLPRegressor().get_params()["dtype"] == "auto"
+    big = TabularMLPRegressor(max_iter=2, random_state=0).fit(X, y)
+    small = TabularMLPRegressor(max_iter=2, random_state=0).fit(X[:-1], y[:-1])
+    assert big.predict(X).dtype == np.float32 and small.predict(X).dtype == np.float64
+    # Frozen with the network: a warm start on fewer rows keeps float32.
+    big.set_params(warm_start=True).fit(X[:50], y[:50])
+    assert next(big.module_.parameters()).dtype == torch.float32
+    assert MLPTorchRegressor(dtype="auto", max_iter=2).fit(X, y).predict(X).dtype == np.float32

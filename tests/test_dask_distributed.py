@@ -251,8 +251,9 @@ def test_tabular_classifier_on_categorical_frames_end_to_end(client):
     # worker, through the reduced log loss: a temperature, kept by to_local()
     assert est.validation_scores_ is not None
     assert est.temperature_ != 1.0 and local.temperature_ == est.temperature_
+    # float32 (dtype="auto", 1600 rows): two partitions and one batch round differently
     assert_allclose(est.predict_proba(dd.from_pandas(test, npartitions=2)).compute(),
-                    local.predict_proba(test), rtol=1e-12)
+                    local.predict_proba(test), rtol=1e-6)
     accuracy = float((pred == y_test.to_numpy()).mean())
     assert accuracy > 0.75 and abs(accuracy - memory.score(test, y_test)) < 0.06, (
         accuracy, memory.score(test, y_test))
