@@ -10,6 +10,7 @@ parameter docs come from the table in ``_params``.
 """
 
 import os
+import sys
 import warnings
 from dataclasses import replace
 
@@ -302,6 +303,9 @@ class BaseMLPTorch(BaseEstimator):
                 data = self._tensors(*train, dtype, device)
                 val_data = self._tensors(*val[:4], dtype, device)
                 self.module_, self._spec = members[j], member_spec
+                if self.verbose:
+                    print(f"Member {j + 1} of {len(members)}: trains on {data[1].shape[0]} "
+                          f"rows, validates on {val_data[1].shape[0]}", file=sys.stdout)
                 val_score = self._validation_scorer(val_data, X_given, y, val[4])
                 config = self._config(data[1].shape[0], early=True)
                 run = self._train(config, data, val_score, generator, incremental=False,
@@ -574,7 +578,18 @@ class BaseMLPTorch(BaseEstimator):
         X_val, y_val = _safe_indexing(X_given, val_rows), y[val_rows]
         W = val_data[2]
         kwargs = {} if W is None else {"sample_weight": W.cpu().numpy()}
-        return lambda module: float(scorer(self, X_val, y_val, **kwargs))
+
+        def score(module):
+            try:
+                return float(scorer(self, X_val, y_val, **kwargs))
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc}\nscoring={scoring!r} failed on the {len(y_val)} held-out rows "
+                    "(a class with few rows may be missing from them). Use scoring='loss', "
+                    "which knows every class, hold out more rows, or set "
+                    "early_stopping=False.") from exc
+
+        return score
 
     def _negative_loss(self, out, Y, W):
         per_sample = self._head.loss(out, Y)

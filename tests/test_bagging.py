@@ -190,3 +190,14 @@ def test_a_category_a_member_never_trained_on_acts_as_unknown_to_it(levels):
             break
     else:
         pytest.fail("no split of 4 held the rare row out, or none forgot it")
+
+
+def test_verbose_names_each_member_and_a_failing_scorer_says_what_to_do(capsys):
+    X, y = _clf(n=120, classes=3)
+    y = y.copy()
+    y[:2] = 9  # a class of 2 rows: some folds lack it
+    MLPTorchClassifier(**_kw(max_iter=2, verbose=1)).fit(X, y)
+    out = capsys.readouterr().out
+    assert out.count("Member ") == 3 and "Member 2 of 3: trains on 80 rows, validates on 40" in out
+    with pytest.raises(ValueError, match="scoring='neg_log_loss' failed on the 40 held-out rows"):
+        MLPTorchClassifier(**_kw(scoring="neg_log_loss")).fit(X, y)
