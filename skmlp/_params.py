@@ -292,7 +292,9 @@ PARAMETERS = (
           "and has its own output layer; the hidden blocks are shared) and averages their "
           "predictions: probabilities for the classifier (``decision_function`` and "
           "``predict_log_proba`` derive from them), outputs for the regressor (means for "
-          "poisson). ``loss_curve_`` is the members' mean loss.",
+          "poisson). ``loss_curve_`` is the members' mean loss. With "
+          '``early_stopping="bagging"`` (the Tabular default from 60 to 999 rows) the k '
+          "members are separate networks instead, each trained on its own folds.",
           frozen=True),
     Param("device", "cpu", (_device, "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"), "str",
           '``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (cuda, then mps, '
