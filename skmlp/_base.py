@@ -9,6 +9,7 @@ through the head (``self._head``, from ``_heads``); the constructors and the
 parameter docs come from the table in ``_params``.
 """
 
+import math
 import os
 import sys
 import warnings
@@ -76,7 +77,8 @@ def _bagged_run(runs):
     bagged fit: per epoch the mean loss, validation score and time of the
     members still training; the best score is the members' best scores
     averaged by fold weight (for accuracy and the loss: the score of every
-    row by the member it was held out of). The members' optimizer states are
+    row by the member it was held out of), over the members whose scores are
+    finite. The members' optimizer states are
     not kept: training that continues the ``Bag`` starts a new optimizer."""
     first = runs[0][0]
     run = FitRun(start_iter=first.start_iter, schedule_start=first.schedule_start)
@@ -84,7 +86,8 @@ def _bagged_run(runs):
         ran = [r for r, _ in runs if len(r.losses) > epoch]
         run.losses.append(float(np.mean([r.losses[epoch] for r in ran])))
         scores = [r.validation_scores[epoch] for r in ran if len(r.validation_scores) > epoch]
-        score = float(np.mean(scores)) if scores else None
+        finite = [v for v in scores if math.isfinite(v)]
+        score = float(np.mean(finite or scores)) if scores else None
         if score is not None:
             run.validation_scores.append(score)
         run.history.append({"epoch": run.n_iter, "loss": run.losses[-1], "val_score": score,
@@ -93,7 +96,9 @@ def _bagged_run(runs):
     run.samples = sum(r.samples for r, _ in runs)
     weights = np.array([w for _, w in runs], dtype=float)
     best = np.array([r.best_score for r, _ in runs], dtype=float)
-    run.best_score = float(np.sum(best * weights) / weights.sum())
+    ok = np.isfinite(best)  # a member that diverged before validating has -inf
+    run.best_score = (float(np.sum(best[ok] * weights[ok]) / weights[ok].sum()) if ok.any()
+                      else -math.inf)
     reasons = [r.reason for r, _ in runs]
     run.reason = next((why for why in ("diverged", "callback", "max_iter") if why in reasons),
                       "converged")
@@ -188,9 +193,11 @@ class BaseMLPTorch(BaseEstimator):
                            f"got class_weight={self.class_weight!r}; use positive class "
                            "weights, e.g. 'balanced'.")
         device = resolve_device(self.device)
-        mode = self._hold_out(X.shape[0], reset) if not incremental else None
+        # "auto" (early stopping, dtype) counts the rows that carry weight
+        n_rows = X.shape[0] if val_weights is None else int(np.count_nonzero(val_weights > 0))
+        mode = self._hold_out(n_rows, reset) if not incremental else None
         if reset:
-            self._start(X, head_name, device, bagged=mode == "bagging")
+            self._start(X, head_name, device, bagged=mode == "bagging", n_rows=n_rows)
         else:
             module = self.module_
             before = next(module.parameters()).device
@@ -253,6 +260,13 @@ class BaseMLPTorch(BaseEstimator):
                     "early_stopping='bagging' trains each of the n_ensemble members on the "
                     f"rows of all folds but its own; it needs n_ensemble >= 2, got "
                     f"{self.n_ensemble}. Set n_ensemble=4, or early_stopping=True.")
+            if not reset and self._spec.bagged and self._spec.n_ensemble < 2:
+                if explicit:
+                    raise ValueError(
+                        "This bagged model has one member (a callback stopped its fit after "
+                        "the first): early_stopping='bagging' cannot continue it. Refit with "
+                        "warm_start=False, or continue with early_stopping=True or False.")
+                return None
             if not reset and not self._spec.bagged:
                 if explicit:
                     raise ValueError(
@@ -292,14 +306,21 @@ class BaseMLPTorch(BaseEstimator):
         it was held out of. Returns one ``FitRun`` for all members (see
         ``_bagged_run``). While a member trains, ``module_`` is that member
         (a callback that predicts sees the network being trained)."""
-        whole, spec = self.module_, self._spec
+        whole, spec, state = self.module_, self._spec, self._state
         members = list(whole.members)
         member_spec = replace(spec, n_ensemble=1, bagged=False)
         dtype, device = spec.torch_dtype, next(whole.parameters()).device
-        runs, held_out = [], []
+        # The folds of the cold fit, kept: a warm start on the same rows must not
+        # validate a member on rows it trained on.
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        if not keep_start or not hasattr(self, "_bag_seed"):
+            self._bag_seed = seed
+        runs, held_out, epochs = [], [], 0
         try:
-            for j, (train, val) in enumerate(self._folds(rows, val_weights, generator,
+            for j, (train, val) in enumerate(self._folds(rows, val_weights, self._bag_seed,
                                                          len(members))):
+                # callbacks see one count of epochs, on from the previous member's
+                self._state = replace(state, n_iter=state.n_iter + epochs)
                 data = self._tensors(*train, dtype, device)
                 val_data = self._tensors(*val[:4], dtype, device)
                 self.module_, self._spec = members[j], member_spec
@@ -310,6 +331,8 @@ class BaseMLPTorch(BaseEstimator):
                 config = self._config(data[1].shape[0], early=True)
                 run = self._train(config, data, val_score, generator, incremental=False,
                                   keep_start=keep_start, on_epoch=on_epoch)
+                epochs += len(run.losses)
+                run.start_iter = state.n_iter  # the fit's epochs, as the other members'
                 if run.start_weights is not None:
                     member, before = members[j], run.start_weights
                     undo.append(lambda m=member, w=before: restore(m, w))
@@ -324,8 +347,10 @@ class BaseMLPTorch(BaseEstimator):
                 if run.reason == "callback":  # a time budget: end with the members trained
                     break
         finally:
-            self.module_, self._spec = whole, spec
-        if len(runs) < len(members):
+            self.module_, self._spec, self._state = whole, spec, state
+        if len(runs) < len(members) and not keep_start:
+            # A cold fit keeps the members it trained; a warm start keeps them all
+            # (those not reached as they were).
             self.module_ = type(whole)(members[:len(runs)])
             self._spec = replace(spec, n_ensemble=len(runs))
         if held_out:
@@ -470,13 +495,13 @@ class BaseMLPTorch(BaseEstimator):
                                       random_state=seed)
         return self._parts(rows, val_weights, tr, va)
 
-    def _folds(self, rows, val_weights, generator, k):
+    def _folds(self, rows, val_weights, seed, k):
         """``k`` (train, validation) pairs of ``rows``, as ``_split`` makes one:
         the rows of positive ``sample_weight`` in ``k`` folds (stratified for
         single-label classifiers whose every class has ``k`` rows), each
         validating once; rows of weight zero always train. The folds are
-        drawn now; each pair's copies are made when it is reached."""
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        drawn now (from ``seed``); each pair's copies are made when it is
+        reached."""
         X, Y, weights, codes = rows
         idx = np.arange(X.shape[0])
         if val_weights is not None:
@@ -487,11 +512,13 @@ class BaseMLPTorch(BaseEstimator):
                 f"it needs at least {k} samples of positive sample_weight, got "
                 f"{idx.shape[0]}. Set early_stopping=False.")
         stratify = self._head.stratify(Y[idx])
-        if stratify is not None and np.unique(stratify, return_counts=True)[1].min() >= k:
-            splits = StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, stratify)
+        if stratify is not None and np.unique(stratify, return_counts=True)[1].max() >= k:
+            with warnings.catch_warnings():  # "the least populated class has only ..."
+                warnings.simplefilter("ignore", UserWarning)
+                splits = list(StratifiedKFold(k, shuffle=True, random_state=seed)
+                              .split(idx, stratify))
         else:
-            splits = KFold(k, shuffle=True, random_state=seed).split(idx)
-        splits = list(splits)
+            splits = list(KFold(k, shuffle=True, random_state=seed).split(idx))
         return (self._parts(rows, val_weights, idx[tr], idx[va]) for tr, va in splits)
 
     def _parts(self, rows, val_weights, tr, va):

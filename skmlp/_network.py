@@ -369,6 +369,8 @@ def forget_unseen(module, x_cat):
             table.embeddings[str(j)].weight[unseen] = 0.0
         elif unseen.numel() and isinstance(first, nn.Linear):
             first.weight[:, start + unseen] = 0.0
+        elif unseen.numel() and isinstance(first, EnsembleLinear):  # no hidden layer
+            first.weight[:, start + unseen, :] = 0.0
         start += categorical_width(codes)
 
 

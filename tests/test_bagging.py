@@ -58,7 +58,7 @@ def test_each_member_validates_on_its_own_fold():
     est = MLPTorchClassifier(**_kw())
     est.fit(X, y, sample_weight=w)  # fitted: the head is known
     rows = (X, y, w, None)
-    folds = list(est._folds(rows, w, torch.Generator().manual_seed(0), 3))
+    folds = list(est._folds(rows, w, 0, 3))
     held = np.concatenate([val[4] for _, val in folds])
     assert sorted(held) == list(range(6, 90))  # every positive row validates once
     counts = []
@@ -133,6 +133,46 @@ def test_a_callback_that_stops_keeps_the_members_trained_so_far():
     assert isinstance(clf.module_, Bag) and len(clf.module_.members) == 1
     assert clf._spec.n_ensemble == 1 and clf.n_iter_ == 2
     assert clf.predict_proba(X).shape == (len(y), 2)
+    with pytest.raises(ValueError, match="has one member"):  # nothing left to fold
+        clf.set_params(warm_start=True, callbacks=None).fit(X, y)
+    # A warm start that a callback stops keeps every member (those not reached as they were).
+    clf = MLPTorchClassifier(**_kw()).fit(X, y)
+    seen = []
+    clf.set_params(warm_start=True,
+                   callbacks=[lambda est, epoch, logs: seen.append(epoch) or len(seen) == 3])
+    clf.fit(X, y)
+    assert len(clf.module_.members) == 3 and clf._spec.n_ensemble == 3 and len(seen) == 3
+
+
+def test_callbacks_count_epochs_on_across_members_and_warm_starts_keep_the_folds():
+    X, y = _clf()
+    seen = []
+    clf = MLPTorchClassifier(**_kw(callbacks=[lambda est, epoch, logs: seen.append(epoch)]))
+    clf.fit(X, y)
+    assert seen == list(range(1, len(seen) + 1)) and len(seen) > clf.n_iter_
+    seed = clf._bag_seed
+    held = [val[4] for _, val in clf._folds((X, y, None, None), None, seed, 3)]
+    clf.set_params(warm_start=True, callbacks=None, max_iter=2).fit(X, y)
+    assert clf._bag_seed == seed  # the same rows validate each member again
+    again = [val[4] for _, val in clf._folds((X, y, None, None), None, clf._bag_seed, 3)]
+    assert all(np.array_equal(a, b) for a, b in zip(held, again))
+
+
+def test_auto_counts_the_rows_that_carry_weight():
+    from skmlp import TabularMLPRegressor
+
+    X, y = _clf(n=100)
+    w = np.zeros(100)
+    w[:3] = 1  # 3 rows of weight: too few to bag, so nothing is held out
+    clf = TabularMLPClassifier(max_iter=3, random_state=0).fit(X, np.arange(100) % 2,
+                                                               sample_weight=w)
+    assert not clf._spec.bagged and clf.validation_scores_ is None
+    rng = np.random.RandomState(0)
+    X = rng.randn(1005, 3)
+    w = np.ones(1005)
+    w[:10] = 0  # 995 rows of weight: float64, as the same rows alone
+    reg = TabularMLPRegressor(max_iter=2, random_state=0).fit(X, X[:, 0], sample_weight=w)
+    assert reg._spec.dtype == "float64" and reg._spec.bagged  # 995 rows: bagged
 
 
 def test_bagging_needs_members_and_rows():
