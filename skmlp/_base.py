@@ -57,8 +57,7 @@ def resolve_early_stopping(value, n_rows, n_ensemble=1):
     if isinstance(value, str) and value == "auto":
         if n_rows >= AUTO_EARLY_STOPPING_ROWS:
             return True
-        bagging = AUTO_BAGGING_ROWS is not None and n_rows >= AUTO_BAGGING_ROWS
-        return "bagging" if bagging and n_ensemble >= 2 else False
+        return "bagging" if n_rows >= AUTO_BAGGING_ROWS and n_ensemble >= 2 else False
     return value if isinstance(value, str) else bool(value)
 
 
@@ -78,8 +77,8 @@ def _bagged_run(runs):
     members still training; the best score is the members' best scores
     averaged by fold weight (for accuracy and the loss: the score of every
     row by the member it was held out of), over the members whose scores are
-    finite. The members' optimizer states are
-    not kept: training that continues the ``Bag`` starts a new optimizer."""
+    finite. The members' optimizer states are not kept: training that
+    continues the ``Bag`` starts a new optimizer."""
     first = runs[0][0]
     run = FitRun(start_iter=first.start_iter, schedule_start=first.schedule_start)
     for epoch in range(max(len(r.losses) for r, _ in runs)):
@@ -498,8 +497,8 @@ class BaseMLPTorch(BaseEstimator):
     def _folds(self, rows, val_weights, seed, k):
         """``k`` (train, validation) pairs of ``rows``, as ``_split`` makes one:
         the rows of positive ``sample_weight`` in ``k`` folds (stratified for
-        single-label classifiers whose every class has ``k`` rows), each
-        validating once; rows of weight zero always train. The folds are
+        single-label classifiers, unless every class has fewer than ``k``
+        rows), each validating once; rows of weight zero always train. The folds are
         drawn now (from ``seed``); each pair's copies are made when it is
         reached."""
         X, Y, weights, codes = rows

@@ -509,6 +509,7 @@ class _Recipe:
         from ._data import resolve_device
 
         local._start(X_num, head_name, resolve_device("cpu"), n_rows=n_rows)
+        # "auto" bags 60-999 rows in memory; over a cluster it holds nothing out there.
         local._validating = resolve_early_stopping(local.early_stopping, n_rows) is True
 
     @staticmethod

@@ -70,6 +70,17 @@ def test_each_member_validates_on_its_own_fold():
     assert (counts.max(axis=0) - counts.min(axis=0) <= 1).all()
 
 
+def test_a_rare_class_keeps_the_others_stratified():
+    X, y = _clf(n=90, classes=2)
+    y = y.copy()
+    y[:2] = 2  # 2 rows, fewer than the 3 folds
+    est = MLPTorchClassifier(**_kw(max_iter=1)).fit(X, y)
+    counts = np.array([np.bincount(val[1], minlength=3)
+                       for _, val in est._folds((X, y, None, None), None, 0, 3)])
+    assert (counts[:, :2].max(axis=0) - counts[:, :2].min(axis=0) <= 1).all()
+    assert counts[:, 2].sum() == 2
+
+
 def test_bagging_is_repeatable_and_records_the_members_runs():
     X, y = _clf()
     a = MLPTorchClassifier(**_kw(scoring="loss")).fit(X, y)
@@ -187,12 +198,8 @@ def test_bagging_needs_members_and_rows():
 
 
 def test_auto_bags_small_tables_with_an_ensemble():
-    from skmlp import _base
+    from skmlp._base import AUTO_BAGGING_ROWS as low
 
-    low = _base.AUTO_BAGGING_ROWS
-    if low is None:
-        assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS - 1, 4) is False
-        return
     assert resolve_early_stopping("auto", low, 4) == "bagging"
     assert resolve_early_stopping("auto", low - 1, 4) is False
     assert resolve_early_stopping("auto", low, 1) is False
@@ -230,6 +237,18 @@ def test_a_category_a_member_never_trained_on_acts_as_unknown_to_it(levels):
             break
     else:
         pytest.fail("no split of 4 held the rare row out, or none forgot it")
+    # No hidden layer and an ensemble: the one-hot weights sit in the ensemble output layer.
+    if levels <= 10:
+        for seed in range(4):
+            flat = MLPTorchClassifier(**_kw(early_stopping=True, n_ensemble=2, hidden_dims=(),
+                                            random_state=seed, validation_fraction=0.5)
+                                      ).fit(X, y)
+            with torch.no_grad():
+                out = flat.module_(x_num, codes), flat.module_(x_num, unknown)
+            if torch.equal(*out):
+                break
+        else:
+            pytest.fail("the ensemble output layer kept the never-trained category's weights")
 
 
 def test_verbose_names_each_member_and_a_failing_scorer_says_what_to_do(capsys):
