@@ -30,7 +30,7 @@ from ._data import (as_rows, batch_rows, check_frame, check_table, check_X, comp
                     iter_batches, n_columns, resolve_device, to_tensor)
 from ._fastpath import inference
 from ._lbfgs import fit_lbfgs
-from ._network import forget_unseen, set_dropout_generator
+from ._network import PIECEWISE_BINS, forget_unseen, needs_bins, set_dropout_generator
 from ._params import check_frozen, frozen_values, hidden_dims_tuple, validate_params
 from ._persistence import pack, unpack
 from ._spec import NetworkSpec
@@ -409,8 +409,10 @@ class BaseMLPTorch(BaseEstimator):
         self.is_categorical_ = mask.copy()
         self.categories_ = [categories_array(c) for c in layout.categories]
         self._numeric_stats = None
-        if self.scaling is not None or self.missing == "indicator":
-            self._numeric_stats = numeric_statistics(X, weights, self.scaling, self.missing)
+        bins = PIECEWISE_BINS if needs_bins(self.numeric_embedding) else 0
+        if self.scaling is not None or self.missing == "indicator" or bins:
+            self._numeric_stats = numeric_statistics(X, weights, self.scaling, self.missing,
+                                                     bins)
 
     def _check_data(self, X, y, *, reset):
         raise NotImplementedError
@@ -442,6 +444,7 @@ class BaseMLPTorch(BaseEstimator):
         if stats:
             indicators = tuple(int(j) for j in np.flatnonzero(stats["indicator"]))
             values = {k: tuple(float(v) for v in stats[k]) for k in ("fill", "shift", "scale")}
+            values["bins"] = tuple(tuple(float(v) for v in e) for e in stats.get("bins", ()))
             table.update(missing=self.missing, scaling=self.scaling, indicator_columns=indicators,
                          **values)
         self._spec = NetworkSpec(

@@ -301,14 +301,24 @@ class ColumnLayout:
 
 # ---------------------------------------------------------- numeric statistics
 def weighted_quantile(x, w, q):
-    """The ``q``-quantile of ``x`` under weights ``w`` (NaN and weight-0 rows ignored)."""
+    """The ``q``-quantile of ``x`` under weights ``w`` (NaN and weight-0 rows
+    ignored): the smallest value whose cumulative weight reaches ``q`` times
+    the total. ``q`` may be an array (one sort for all of them)."""
     keep = ~np.isnan(x) & (w > 0)
     x, w = x[keep], w[keep]
     if x.size == 0:
-        return 0.0
+        return np.zeros(np.shape(q)) if np.ndim(q) else 0.0
     order = np.argsort(x, kind="stable")
     x, cw = x[order], np.cumsum(w[order])
-    return float(x[min(np.searchsorted(cw, q * cw[-1], side="left"), x.size - 1)])
+    at = np.minimum(np.searchsorted(cw, np.asarray(q) * cw[-1], side="left"), x.size - 1)
+    return x[at].astype(np.float64) if np.ndim(q) else float(x[at])
+
+
+def bin_edges(x, w, bins):
+    """Edges of ``bins`` quantile bins of ``x`` under weights ``w``: the
+    distinct weighted quantiles at ``0, 1/bins, ..., 1`` (fewer where values
+    repeat; one value for a constant column)."""
+    return np.unique(weighted_quantile(x, w, np.linspace(0.0, 1.0, bins + 1)))
 
 
 def _sparse_columns(X):
@@ -325,10 +335,11 @@ def _dense_columns(X):
         yield X[:, j].astype(np.float64), None
 
 
-def numeric_statistics(X, weights, scaling, missing):
+def numeric_statistics(X, weights, scaling, missing, bins=0):
     """Per numeric column: the fill value for NaN (the weighted median), which
-    columns get an indicator (NaN in a row of positive weight), and the
-    scaling's shift and scale (never 0).
+    columns get an indicator (NaN in a row of positive weight), the
+    scaling's shift and scale (never 0), and with ``bins`` the edges of that
+    many quantile bins of the filled column (``bin_edges``; else ``()``).
 
     Sparse X is read a column at a time (stored values plus the weight of its
     implicit zeros), never densified whole.
@@ -338,6 +349,7 @@ def numeric_statistics(X, weights, scaling, missing):
     total = w.sum()
     fill, shift, scale = np.zeros(d), np.zeros(d), np.ones(d)
     nan_cols = np.zeros(d, dtype=bool)
+    edges = []
     sparse = hasattr(X, "tocsc")
     for j, (col, rows) in enumerate(_sparse_columns(X) if sparse else _dense_columns(X)):
         cw = w if rows is None else w[rows]
@@ -357,5 +369,8 @@ def numeric_statistics(X, weights, scaling, missing):
             if spread <= 0:  # more than half the rows share a value: their spread around it
                 spread = np.sqrt(np.average((filled - fill[j]) ** 2, weights=cw))
             shift[j], scale[j] = fill[j], (spread if spread > 0 else 1.0)
+        if bins:
+            edges.append(bin_edges(filled, cw, bins))
     indicator = nan_cols if missing == "indicator" else np.zeros(d, dtype=bool)
-    return {"fill": fill, "shift": shift, "scale": scale, "indicator": indicator}
+    return {"fill": fill, "shift": shift, "scale": scale, "indicator": indicator,
+            "bins": edges}

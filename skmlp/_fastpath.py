@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from ._heads import Loss
-from ._network import MLP, Bag
+from ._network import MLP, Bag, PeriodicEmbedding, PiecewiseEmbedding
 
 
 def _mask(drop, like):
@@ -106,6 +106,30 @@ class _Periodic:
         self.frequencies.grad = torch.bmm(xt.transpose(1, 2), g_z)[:, 0, :]
 
 
+class _Piecewise:
+    """``PiecewiseEmbedding`` forward and backward by hand (no input gradient;
+    the bin positions have no parameters)."""
+
+    def __init__(self, layer):
+        self.layer, self.weight, self.bias = layer, layer.weight, layer.bias
+        self.W, self.b = layer.weight.detach(), layer.bias.detach()
+
+    def forward(self, x):
+        positions = self.layer.positions(x)  # (d, n, bins)
+        out = torch.baddbmm(self.b[:, None, :], positions, self.W).relu_()  # (d, n, e)
+        return out.transpose(0, 1).flatten(1), (positions, out)
+
+    def backward(self, g, saved):
+        positions, out = saved
+        d, n, e = out.shape
+        g = torch.ops.aten.threshold_backward(g.view(n, d, e).transpose(0, 1), out, 0)
+        self.weight.grad = torch.bmm(positions.transpose(1, 2), g)  # (d, bins, e)
+        self.bias.grad = g.sum(dim=1)
+
+
+FAST_EMBEDDINGS = {PeriodicEmbedding: _Periodic, PiecewiseEmbedding: _Piecewise}
+
+
 class Prepared(tuple):
     """A batch whose parameter-free part is done: ``(x, [x_cat])`` with ``x``
     the columns of ``TableInput.numeric`` (filled and scaled values, then the
@@ -131,13 +155,13 @@ class PreparedRows:
 
 
 class _InputStage:
-    """The table input (fill, scale, one-hot, embeddings): the periodic
-    features by hand, autograd for the categorical embeddings, a plain
+    """The table input (fill, scale, one-hot, embeddings): the numeric
+    embeddings by hand, autograd for the categorical embeddings, a plain
     forward for what has no parameters."""
 
     def __init__(self, layer):
         self.layer = layer
-        self.periodic = None if layer.periodic is None else _Periodic(layer.periodic)
+        self.numeric_embeddings = [FAST_EMBEDDINGS[type(e)](e) for e in layer.numeric_embeddings()]
         self.embedded = list(layer.embeddings.parameters())
         self.params = list(layer.parameters())
 
@@ -168,19 +192,21 @@ class _InputStage:
         else:
             with torch.no_grad():
                 x, flags = layer.numeric(xb[0])
-        periodic = None
-        if self.periodic is not None:
-            x, periodic = self.periodic.forward(x)
-        parts = [x] if flags is None else [x, flags]
+        embedded = [stage.forward(x) for stage in self.numeric_embeddings]
+        parts = [out for out, _ in embedded] or [x]
+        if flags is not None:
+            parts.append(flags)
         with torch.enable_grad() if self.embedded else torch.no_grad():
             categorical = layer.categorical(x_cat, x.dtype, one_hot)
         out = torch.cat([*parts, *(p.detach() for p in categorical)], dim=1)
-        return out, (periodic, x.shape[1], categorical)
+        return out, ([(o.shape[1], s) for o, s in embedded], categorical)
 
     def backward(self, g, saved):
-        periodic, width, categorical = saved
-        if periodic is not None:
-            self.periodic.backward(g[:, :width], periodic)
+        embedded, categorical = saved
+        start = 0
+        for stage, (width, state) in zip(self.numeric_embeddings, embedded):
+            stage.backward(g[:, start:start + width], state)
+            start += width
         if self.embedded:
             for p in self.embedded:
                 p.grad = None

@@ -151,21 +151,21 @@ def categorical_width(codes):
 
 
 PERIODIC_FREQUENCIES = 16  # learned frequencies per numeric column
-PERIODIC_DIM = 8  # output width per numeric column
 PERIODIC_SIGMA = 0.1  # initial frequencies ~ N(0, sigma^2)
+PIECEWISE_BINS = 16  # quantile bins per numeric column (fewer where values repeat)
 
 
 class PeriodicEmbedding(nn.Module):
     """Periodic numeric embeddings (Gorishniy et al., 2022, "PLR").
 
-    ``x (n, d) -> (n, d * PERIODIC_DIM)``: per column, ``cos`` and ``sin`` of
+    ``x (n, d) -> (n, d * e)``: per column, ``cos`` and ``sin`` of
     ``2 pi f x`` for ``PERIODIC_FREQUENCIES`` learned frequencies ``f``, then
-    a linear layer of its own and a ReLU.
+    a linear layer of its own to ``e`` values and a ReLU.
     """
 
-    def __init__(self, d, *, dtype=None):
+    def __init__(self, d, e, *, dtype=None):
         super().__init__()
-        k, e = PERIODIC_FREQUENCIES, PERIODIC_DIM
+        k = PERIODIC_FREQUENCIES
         self.frequencies = nn.Parameter(torch.empty(d, k, device="meta", dtype=dtype))
         self.weight = nn.Parameter(torch.empty(d, 2 * k, e, device="meta", dtype=dtype))
         self.bias = nn.Parameter(torch.empty(d, e, device="meta", dtype=dtype))
@@ -178,9 +178,86 @@ class PeriodicEmbedding(nn.Module):
         return torch.relu(out).transpose(0, 1).flatten(1)  # (n, d * e)
 
 
+class PiecewiseEmbedding(nn.Module):
+    """Piecewise-linear numeric embeddings (Gorishniy et al., 2022, quantile
+    bins with a linear layer and ReLU, "Q-LR").
+
+    ``x (n, d) -> (n, d * e)``: per column, where ``x`` lies in each of its
+    ``bins`` bins (0 below the bin, 1 above it, linear inside; the first bin
+    extends without bound below, the last above, so values beyond the
+    training range keep a slope), then a linear layer of its own to ``e``
+    values and a ReLU. The bins are buffers ``(d, bins)`` that ``set_edges`` fills
+    from edges learned in ``fit``: ``lower`` (left edge), ``inverse_width``
+    (0 for the padding of a column with fewer bins, whose position is then
+    always 0), and the bounds ``low``/``high`` of each position.
+    """
+
+    def __init__(self, d, bins, e, *, dtype=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(d, bins, e, device="meta", dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(d, e, device="meta", dtype=dtype))
+        for name in ("lower", "inverse_width", "low", "high"):
+            self.register_buffer(name, torch.empty(d, bins, device="meta", dtype=dtype))
+
+    @torch.no_grad()
+    def set_edges(self, edges):
+        """``edges``: per column an increasing 1-d tensor of at least one value
+        (in the units ``forward`` sees), at most ``bins + 1``. A column with a
+        single value gets one unbounded bin: ``x`` minus that value."""
+        d, bins = self.lower.shape
+        lower = torch.zeros(d, bins, dtype=torch.float64)
+        inverse_width = torch.zeros(d, bins, dtype=torch.float64)
+        low, high = torch.zeros(d, bins, dtype=torch.float64), torch.ones(d, bins, dtype=torch.float64)
+        for j, e in enumerate(edges):
+            e = torch.as_tensor(e, dtype=torch.float64)
+            t = max(len(e) - 1, 1)
+            lower[j, :t] = e[:t]
+            if len(e) > 1:  # edges that scaling made equal (far outliers): a bin of no width
+                width = torch.diff(e)
+                inverse_width[j, :t] = torch.where(width > 0, 1.0 / width, 0.0).clamp(max=1e30)
+            else:
+                inverse_width[j, 0] = 1.0
+            low[j, 0], high[j, t - 1] = -math.inf, math.inf
+        for name, value in (("lower", lower), ("inverse_width", inverse_width),
+                            ("low", low), ("high", high)):
+            getattr(self, name).copy_(value)
+
+    def positions(self, x):
+        """``x (n, d) -> (d, n, bins)``: where each value lies in its column's bins."""
+        p = (x.t()[:, :, None] - self.lower[:, None, :]) * self.inverse_width[:, None, :]
+        return torch.maximum(torch.minimum(p, self.high[:, None, :]), self.low[:, None, :])
+
+    def forward(self, x):
+        out = torch.baddbmm(self.bias[:, None, :], self.positions(x), self.weight)  # (d, n, e)
+        return torch.relu(out).transpose(0, 1).flatten(1)  # (n, d * e)
+
+
+# numeric_embedding -> (embedding, its output width per column) for each embedding
+# every numeric column passes through, outputs side by side in this order: 8 values
+# per column in all three (the pair at 4 + 4 measured as well as 8 + 8 on the tuning
+# tables, for less time: docs/benchmarks.rst).
+NUMERIC_EMBEDDINGS = {
+    None: (),
+    "periodic": (("periodic", 8),),
+    "piecewise": (("piecewise", 8),),
+    "periodic+piecewise": (("periodic", 4), ("piecewise", 4)),
+}
+
+
+def needs_bins(numeric_embedding):
+    """Whether ``numeric_embedding`` needs quantile bins learned in ``fit``."""
+    return "piecewise" in dict(NUMERIC_EMBEDDINGS.get(numeric_embedding, ()))
+
+
+def bin_count(edges):
+    """Bins per column of a piecewise embedding with these per-column edges."""
+    return max([len(e) - 1 for e in edges] + [1])
+
+
 def table_width(n_numeric, cardinalities, indicator_columns, numeric_embedding):
     """Width of the table input's output (the first hidden block's input)."""
-    numeric = n_numeric * (PERIODIC_DIM if numeric_embedding == "periodic" else 1)
+    parts = NUMERIC_EMBEDDINGS[numeric_embedding]
+    numeric = n_numeric * (sum(e for _, e in parts) if parts else 1)
     return (numeric + len(indicator_columns)
             + sum(categorical_width(c) for c in cardinalities))
 
@@ -193,15 +270,21 @@ class TableInput(nn.Module):
     a 0/1 indicator appended for each of ``indicator_columns``; then shifted
     and scaled (``"robust"`` adds the smooth clip ``x / sqrt(1 + (x/3)^2)``,
     which bounds outliers by 3); then every categorical column one-hot coded
-    or embedded (see ``categorical_width``). The statistics are buffers, set
-    from the spec, so they travel with the state dict.
+    or embedded (see ``categorical_width``). With a ``numeric_embedding``
+    the scaled numeric columns pass through its embeddings (``periodic``,
+    ``piecewise``; ``bins``: the piecewise embedding's bins per column)
+    instead of going in as they are. The statistics are buffers, set from
+    the spec, so they travel with the state dict.
     """
 
     def __init__(self, n_numeric, *, cardinalities=(), indicator_columns=(), missing="error",
-                 scaling=None, numeric_embedding=None, dtype=None):
+                 scaling=None, numeric_embedding=None, bins=0, dtype=None):
         super().__init__()
-        self.periodic = (PeriodicEmbedding(n_numeric, dtype=dtype)
-                         if numeric_embedding == "periodic" and n_numeric else None)
+        parts = dict(NUMERIC_EMBEDDINGS[numeric_embedding]) if n_numeric else {}
+        self.periodic = (PeriodicEmbedding(n_numeric, parts["periodic"], dtype=dtype)
+                         if "periodic" in parts else None)
+        self.piecewise = (PiecewiseEmbedding(n_numeric, bins, parts["piecewise"], dtype=dtype)
+                          if "piecewise" in parts else None)
         self.fill_missing = missing == "indicator"
         self.indicator_columns = tuple(indicator_columns)
         self.scaling = scaling
@@ -217,11 +300,15 @@ class TableInput(nn.Module):
 
     def forward(self, x_num, x_cat=None):
         x, flags = self.numeric(x_num)
-        parts = [x if self.periodic is None else self.periodic(x)]
+        parts = [layer(x) for layer in self.numeric_embeddings()] or [x]
         if flags is not None:
             parts.append(flags)
         parts += self.categorical(x_cat, x.dtype)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def numeric_embeddings(self):
+        """The embeddings of the numeric columns, in the order of their outputs."""
+        return [layer for layer in (self.periodic, self.piecewise) if layer is not None]
 
     def numeric(self, x_num):
         """The numeric columns filled and scaled ``(n, d)``, and the 0/1 flags
@@ -232,11 +319,27 @@ class TableInput(nn.Module):
             if self.indicator_columns:
                 flags = nan[:, list(self.indicator_columns)].to(x.dtype)
             x = torch.where(nan, self.fill, x)
+        return self.scaled(x), flags
+
+    def scaled(self, x):
+        """``x (n, d)`` shifted and scaled as ``scaling`` says."""
         if self.scaling is not None:
             x = (x - self.shift) / self.scale
             if self.scaling == "robust":
                 x = x / torch.sqrt(1 + (x / 3) ** 2)
-        return x, flags
+        return x
+
+    @torch.no_grad()
+    def set_bins(self, edges):
+        """The piecewise embedding's bins from ``edges`` (per numeric column,
+        increasing bin edges in the column's own units, as ``fit`` learned
+        them), scaled as the column is."""
+        d = len(edges)
+        top = max(len(e) for e in edges)
+        grid = torch.tensor([list(e) + [e[-1]] * (top - len(e)) for e in edges],
+                            dtype=self.shift.dtype).reshape(d, top)
+        scaled = self.scaled(grid.t()).t()  # (d, top): each column in its own units
+        self.piecewise.set_edges([scaled[j, :len(e)] for j, e in enumerate(edges)])
 
     def categorical(self, x_cat, dtype, one_hot=None):
         """One part per categorical column: its one-hot code or embedding.
@@ -392,6 +495,12 @@ def _periodic_init(layer, generator, gain):
     layer.bias.uniform_(-bound, bound, generator=generator)
 
 
+def _piecewise_init(layer, generator, gain):
+    bound = 1 / math.sqrt(layer.weight.shape[1])  # torch's Linear default, per column
+    layer.weight.uniform_(-bound, bound, generator=generator)
+    layer.bias.uniform_(-bound, bound, generator=generator)
+
+
 def _random_signs(layer, generator, gain):
     # TabM-mini: each member starts from a random +-1 scaling of the shared input
     layer.weight.bernoulli_(0.5, generator=generator).mul_(2).sub_(1)
@@ -424,6 +533,7 @@ PARAMETER_RULES = {
     nn.BatchNorm1d: ParameterRule(_norm_init, (), ("weight", "bias")),
     nn.Embedding: ParameterRule(_embedding_init, ("weight",), ()),
     PeriodicEmbedding: ParameterRule(_periodic_init, ("weight",), ("frequencies", "bias")),
+    PiecewiseEmbedding: ParameterRule(_piecewise_init, ("weight",), ("bias",)),
     EnsembleAdapter: ParameterRule(_random_signs, (), ("weight",)),
     EnsembleLinear: ParameterRule(_ensemble_linear_init, ("weight",), ("bias",)),
 }
@@ -490,6 +600,8 @@ def build(spec, generator):
             for name in ("fill", "shift", "scale"):
                 values = getattr(spec, name) or ((1.0 if name == "scale" else 0.0),) * spec.n_inputs
                 getattr(module.input, name).copy_(torch.tensor(values, dtype=torch.float64))
+            if module.input.piecewise is not None:
+                module.input.set_bins(spec.bins)
     return module.to(spec.torch_dtype)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._heads import REGRESSION_HEADS
-from ._network import ACTIVATIONS
+from ._network import ACTIVATIONS, NUMERIC_EMBEDDINGS
 from ._optim import OPTIMIZERS
 
 SCHEDULES = ("constant", "cosine", "plateau")
@@ -279,12 +279,17 @@ PARAMETERS = (
           "by zero; sparse input is scaled a batch at a time.",
           frozen=True),
     Param("numeric_embedding", None,
-          (lambda v: v is None or (isinstance(v, str) and v == "periodic"), "None or 'periodic'"),
-          '{"periodic"} or None',
-          '``"periodic"``: each numeric column (after ``missing`` and ``scaling``) passes '
-          "through learned periodic features (cos and sin of 16 learned frequencies) and "
-          "a linear layer of its own to 8 values with a ReLU, before the MLP (Gorishniy et "
-          'al., 2022, "On Embeddings for Numerical Features"). Use it with ``scaling``.',
+          (lambda v: v is None or (isinstance(v, str) and v in NUMERIC_EMBEDDINGS),
+           "None, " + ", ".join(repr(k) for k in NUMERIC_EMBEDDINGS if k)),
+          "{" + _names(k for k in NUMERIC_EMBEDDINGS if k) + "} or None",
+          "Each numeric column (after ``missing`` and ``scaling``) passes through "
+          'learned features before the MLP (Gorishniy et al., 2022, "On Embeddings for '
+          'Numerical Features"). ``"periodic"``: cos and sin of 16 learned frequencies, '
+          'then a linear layer of its own to 8 values with a ReLU. ``"piecewise"``: where '
+          "the value lies in each of up to 16 quantile bins learned in ``fit`` (weighted "
+          "by ``sample_weight``; 0 below a bin, 1 above, linear inside), then a linear "
+          'layer to 8 values with a ReLU. ``"periodic+piecewise"``: both side by side, '
+          "4 values each. Use them with ``scaling``.",
           frozen=True),
     Param("n_ensemble", 1, _int(1), "int",
           "k > 1 trains k members inside one network on the same batches (TabM-mini, "

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from ._heads import HEADS, TemperedHead
-from ._network import build, table_width
+from ._network import bin_count, build, table_width
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -35,7 +35,10 @@ class NetworkSpec:
         input with ``fill`` and appends a 0/1 flag for each listed column.
     scaling, fill, shift, scale : ``None``, ``"standard"`` or ``"robust"``,
         with the per-column statistics learned in ``fit`` (``_columns``).
-    numeric_embedding : None or ``"periodic"`` (after filling and scaling).
+    numeric_embedding : a key of ``_network.NUMERIC_EMBEDDINGS`` (after
+        filling and scaling).
+    bins : per numeric column, the increasing edges of the piecewise
+        embedding's quantile bins, in the column's units (() without it).
     n_ensemble : members trained inside the network (TabM-mini: their own
         input scaling and output layer, shared blocks); outputs
         ``(n, n_ensemble, n_outputs)``, combined by the head.
@@ -61,6 +64,7 @@ class NetworkSpec:
     shift: tuple = ()
     scale: tuple = ()
     numeric_embedding: Optional[str] = None
+    bins: tuple = ()
     n_ensemble: int = 1
     bagged: bool = False
     temperature: float = 1.0
@@ -82,7 +86,8 @@ class NetworkSpec:
             return None
         return dict(cardinalities=self.cardinalities, indicator_columns=self.indicator_columns,
                     missing=self.missing, scaling=self.scaling,
-                    numeric_embedding=self.numeric_embedding)
+                    numeric_embedding=self.numeric_embedding,
+                    bins=bin_count(self.bins) if self.bins else 0)
 
     def input_width(self):
         """Width of the first hidden block's input (after the table input)."""
@@ -108,4 +113,7 @@ class NetworkSpec:
     @classmethod
     def from_dict(cls, state):
         tuples = ("hidden_dims", "cardinalities", "indicator_columns", "fill", "shift", "scale")
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in state.items()})
+        state = {k: tuple(v) if k in tuples else v for k, v in state.items()}
+        if "bins" in state:
+            state["bins"] = tuple(tuple(e) for e in state["bins"])
+        return cls(**state)

@@ -66,7 +66,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._base import AUTO_EARLY_STOPPING_ROWS
 from ._classifier import MLPTorchClassifier
-from ._network import set_dropout_generator
+from ._network import PIECEWISE_BINS, needs_bins, set_dropout_generator
 from ._params import validate_params
 from ._regressor import MLPTorchRegressor
 from ._tabular import TabularMLPClassifier, TabularMLPRegressor
@@ -268,10 +268,10 @@ def _filled_moments(block, fill, center):
     return (w[:, None] * X).sum(axis=0), (w[:, None] * (X - center) ** 2).sum(axis=0)
 
 
-def _column_statistics(client, blocks, summaries, scaling, missing):
-    """``_columns.numeric_statistics`` over all blocks: medians and quartiles
-    exact (``_exact_quantiles``), means and standard deviations as sums (equal
-    to float rounding)."""
+def _column_statistics(client, blocks, summaries, scaling, missing, bins=0):
+    """``_columns.numeric_statistics`` over all blocks: medians, quartiles and
+    the piecewise embedding's bin edges exact (``_exact_quantiles``), means
+    and standard deviations as sums (equal to float rounding)."""
     cols = [s["columns"] for s in summaries]
     d = len(cols[0])
     total = sum(s["weight"] for s in summaries)
@@ -307,8 +307,15 @@ def _column_statistics(client, blocks, summaries, scaling, missing):
         fallback = np.sqrt(around_fill / total)
         spread = np.where(spread <= 0, fallback, spread)
         shift, scale = fill, np.where(spread > 0, spread, 1.0)
+    edges = []
+    if bins:  # as _columns.bin_edges: the distinct quantiles of the filled column
+        qs = np.linspace(0.0, 1.0, bins + 1)
+        queries = [(j, q, fill[j], total, pos_count, lo[j], hi[j]) for j in range(d) for q in qs]
+        values = np.array(_exact_quantiles(client, blocks, queries)).reshape(d, bins + 1)
+        edges = [np.unique(v) for v in values]
     indicator = nan_cols if missing == "indicator" else np.zeros(d, dtype=bool)
-    return {"fill": fill, "shift": shift, "scale": scale, "indicator": indicator}
+    return {"fill": fill, "shift": shift, "scale": scale, "indicator": indicator,
+            "bins": edges}
 
 
 def _y_moments(block, mean):
@@ -769,8 +776,10 @@ class _DaskMixin:
         if not any(s["weight"] > 0 for s in summaries):
             raise ValueError("sample_weight must not be all zero: nothing would be learned.")
         stats = None
-        if local.scaling is not None or local.missing == "indicator":
-            stats = _column_statistics(client, blocks, summaries, local.scaling, local.missing)
+        bins = PIECEWISE_BINS if needs_bins(local.numeric_embedding) else 0
+        if local.scaling is not None or local.missing == "indicator" or bins:
+            stats = _column_statistics(client, blocks, summaries, local.scaling, local.missing,
+                                       bins)
         _Recipe.fit_columns(local, X_num, mask,
                             [s["categories"] for s in summaries] if mask.any() else [], stats)
         head_name, class_weight = _Recipe.targets(local, summaries, y_sample, client, blocks)

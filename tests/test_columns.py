@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 from skmlp import MLPTorchClassifier, MLPTorchRegressor
-from skmlp._columns import numeric_statistics, weighted_quantile
+from skmlp._columns import bin_edges, numeric_statistics, weighted_quantile
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -272,6 +272,57 @@ def test_weighted_quantile_and_statistics():
     assert rob["shift"][0] == 4.0 and rob["scale"][0] == 5.0 and rob["scale"][1] == 1.0
 
 
+def test_bin_edges_are_weighted_quantiles_and_rows_of_weight_zero_add_none():
+    x = np.arange(1.0, 101.0)
+    assert_allclose(bin_edges(x, np.ones(100), 4), [1, 25, 50, 75, 100])
+    assert_allclose(bin_edges(np.full(9, 2.0), np.ones(9), 16), [2.0])  # constant: one edge
+    assert_allclose(bin_edges(np.array([0.0, 1.0] * 5), np.ones(10), 16), [0.0, 1.0])
+    # integer weights are repeated rows; weight 0 rows (an outlier here) count for nothing
+    X = np.column_stack([RNG.randn(N), RNG.randint(0, 3, N).astype(float)])
+    w = RNG.randint(0, 3, N).astype(float)
+    X_w = X.copy()
+    X_w[w == 0, 0] = 1e6
+    repeated = np.repeat(X, w.astype(int), axis=0)
+    stats = numeric_statistics(X_w, w, "robust", "error", bins=8)
+    expected = numeric_statistics(repeated, None, "robust", "error", bins=8)
+    for ours, theirs in zip(stats["bins"], expected["bins"]):
+        assert_array_equal(ours, theirs)
+    assert len(stats["bins"][1]) == 3  # three distinct values, three edges
+    assert numeric_statistics(X, None, "robust", "error")["bins"] == []  # not asked for
+
+
+def test_piecewise_embedding_positions():
+    import torch
+
+    from skmlp._network import PiecewiseEmbedding
+
+    layer = PiecewiseEmbedding(2, 3, 8, dtype=torch.float64).to_empty(device="cpu")
+    layer.set_edges([torch.tensor([0.0, 1.0, 2.0, 4.0]), torch.tensor([5.0])])
+    x = torch.tensor([[-1.0, 7.0], [0.5, 5.0], [3.0, 4.0], [6.0, 5.0]], dtype=torch.float64)
+    got = layer.positions(x)  # (d, n, bins)
+    # below the first edge the first bin goes negative, above the last the last passes 1;
+    # a constant column has one unbounded bin (x - value) and zero padding
+    assert_allclose(got[0].numpy(), [[-1, 0, 0], [0.5, 0, 0], [1, 1, 0.5], [1, 1, 2]])
+    assert_allclose(got[1].numpy(), [[2, 0, 0], [0, 0, 0], [-1, 0, 0], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("embedding", ["piecewise", "periodic+piecewise"])
+def test_piecewise_embedding_learns_a_step_and_travels(embedding):
+    import pickle
+
+    X = np.column_stack([RNG.exponential(size=N) * 1e3, RNG.randn(N)])
+    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+    est = clf(scaling="robust", numeric_embedding=embedding, max_iter=60, lr=1e-2).fit(X, y)
+    assert est.score(X, y) > 0.95
+    assert len(est._spec.bins) == 2 and all(len(e) == 17 for e in est._spec.bins)
+    assert est.module_.blocks[0].linear.in_features == 2 * 8  # 8 values per column in both
+    again = pickle.loads(pickle.dumps(est))
+    assert_array_equal(again.predict_proba(X), est.predict_proba(X))
+    # without scaling too: the bins are in the column's own units
+    raw = clf(numeric_embedding="piecewise", max_iter=60, lr=1e-2).fit(X, y)
+    assert raw._spec.bins[0][0] == X[:, 0].min() and raw.score(X, y) > 0.95
+
+
 @pytest.mark.parametrize("scaling", ["standard", "robust"])
 def test_scaling_inside_the_network(scaling):
     X = RNG.randn(N, 3) * [1, 100, 1e-3] + [0, 1e4, 0]
@@ -298,6 +349,10 @@ def test_sparse_scaling_equals_dense_and_is_batched(scaling):
     sparse = clf(scaling=scaling, batch_size=16).fit(sp.csr_matrix(X), y)
     assert_allclose(sparse._spec.shift, dense._spec.shift)
     assert_allclose(sparse._spec.scale, dense._spec.scale)
+    kw = dict(scaling=scaling, numeric_embedding="piecewise", max_iter=2)
+    dense_bins = clf(**kw).fit(X, y)._spec.bins
+    sparse_bins = clf(**kw).fit(sp.csr_matrix(X), y)._spec.bins  # the implicit zeros count
+    assert dense_bins == sparse_bins and all(0.0 in e for e in dense_bins)
     assert_allclose(sparse.predict_proba(sp.csr_matrix(X)), dense.predict_proba(X), atol=1e-10)
 
 

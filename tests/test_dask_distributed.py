@@ -186,7 +186,7 @@ def test_column_statistics_equal_the_in_memory_ones(client, scaling):
     y = (X[:, 0] > 0).astype(int)
     w = rng.integers(0, 4, n).astype(float)  # zeros too
     params = dict(hidden_dims=(4,), max_iter=1, scaling=scaling, missing="indicator",
-                  random_state=0)
+                  numeric_embedding="piecewise", random_state=0)
     memory = MLPTorchClassifier(**params).fit(X, y, sample_weight=w)
     est = DaskMLPClassifier(**params, client=client).fit(
         da.from_array(X, chunks=700), da.from_array(y, chunks=700),
@@ -198,6 +198,9 @@ def test_column_statistics_equal_the_in_memory_ones(client, scaling):
         assert_array_equal(ours["scale"], theirs["scale"])  # quartiles: exact
     assert_allclose(ours["shift"], theirs["shift"], rtol=1e-12, atol=1e-12)
     assert_allclose(ours["scale"], theirs["scale"], rtol=1e-12)
+    for a, b in zip(ours["bins"], theirs["bins"]):  # the piecewise embedding's bins: exact
+        assert_array_equal(a, b)
+    assert len(ours["bins"]) == 4 and len(ours["bins"][3]) == 3
 
 
 def test_exact_quantiles_on_many_values(client, monkeypatch):

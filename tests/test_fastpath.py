@@ -252,14 +252,17 @@ def test_an_autograd_only_activation_trains_through_the_plan(monkeypatch):
 
 
 @pytest.mark.parametrize("head, k_out", [("multiclass", 4), ("binary", 1), ("poisson", 2)])
-@pytest.mark.parametrize("table", [False, True], ids=["plain", "table-input"])
+@pytest.mark.parametrize("table", [None, "periodic", "periodic+piecewise"],
+                         ids=["plain", "table-periodic", "table-both"])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("hidden", [(6, 5), ()], ids=["hidden", "linear"])
 def test_ensemble_gradients_match_autograd(head, k_out, table, weighted, hidden):
     from skmlp._spec import NetworkSpec
 
+    # bins: 3, 1 and 0 (a constant column) of the 3 columns, so the padding is there
     extra = dict(cardinalities=(15,), scaling="standard", shift=(0.0,) * 3, scale=(1.0,) * 3,
-                 numeric_embedding="periodic") if table else {}
+                 numeric_embedding=table,
+                 bins=((-1.0, -0.2, 0.4, 1.5), (0.0, 0.5), (0.3,))) if table else {}
     spec = NetworkSpec(3, hidden, k_out, head, dtype="float64", n_ensemble=3, **extra)
     gen = torch.Generator().manual_seed(0)
     module = spec.build(gen)

@@ -34,6 +34,10 @@ FITTED = {
         (8,), max_iter=5, random_state=0, missing="indicator", scaling="robust",
         numeric_embedding="periodic", target_scaling=True).fit(
             np.where(X > 1.5, np.nan, X), 100 * X[:, 0] + 5),
+    "piecewise": lambda: MLPTorchClassifier(
+        (8,), max_iter=5, random_state=0, missing="indicator", scaling="robust",
+        numeric_embedding="periodic+piecewise", n_ensemble=2).fit(
+            np.where(X > 1.5, np.nan, X), X[:, 0] > 0.2),
 }
 
 
@@ -45,7 +49,7 @@ def run(model, X):
 @pytest.mark.parametrize("name", FITTED)
 def test_onnxruntime_matches_estimator(name):
     est = FITTED[name]()
-    Xs = np.where(X > 1.5, np.nan, X) if name == "table-options" else X
+    Xs = np.where(X > 1.5, np.nan, X) if name in ("table-options", "piecewise") else X
     model = to_onnx(est, Xs[:3])
     (out,) = run(model, Xs)
     expected = est.predict_proba(Xs) if hasattr(est, "predict_proba") else est.predict(Xs)
