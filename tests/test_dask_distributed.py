@@ -270,7 +270,10 @@ def test_tabular_regressor_on_frames(client):
     memory = TabularMLPRegressor(**params).fit(df, target)
     assert_allclose(est._target_affine[0], memory._target_affine[0], rtol=1e-10)
     assert_allclose(est._target_affine[1], memory._target_affine[1], rtol=1e-10)
-    assert est.to_local().score(df, target) > 0.5
+    # 10 epochs of a 16-unit network: learning (the target's variance is 5, R^2 of a
+    # constant 0) and as far as the same fit in memory
+    r2, r2_memory = est.to_local().score(df, target), memory.score(df, target)
+    assert r2 > 0.3 and abs(r2 - r2_memory) < 0.1, (r2, r2_memory)
 
 
 # ------------------------------------------------------------------- faults

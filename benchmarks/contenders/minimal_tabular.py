@@ -9,8 +9,10 @@ What a user who knows torch would write for the same model, without skmlp:
   ``ONE_HOT_MAX_CATEGORIES`` categories one-hot coded (a column for each
   category and one for "missing"), a wider one as codes for an embedding;
 * the network (the layers of ``skmlp._network``: ``PeriodicEmbedding``,
-  ``TableInput``, ``EnsembleAdapter``, ``EnsembleLinear``): per numeric column
-  16 learned frequencies, cos/sin, a per-column linear 32 -> 8 and ReLU; the
+  ``PiecewiseEmbedding``, ``TableInput``, ``EnsembleAdapter``,
+  ``EnsembleLinear``): per numeric column 16 learned frequencies, cos/sin, a
+  per-column linear 32 -> 4 and ReLU, beside the column's position in each of
+  its (up to) 16 quantile bins, a per-column linear 16 -> 4 and ReLU; the
   one-hot/indicator block and 8-dim embeddings beside it; an ensemble of 4
   members (a per-member input scaling vector, the shared hidden
   ``Linear -> ReLU`` layers, a per-member output layer);
@@ -35,7 +37,8 @@ from torch.nn.utils import skip_init
 
 ONE_HOT_MAX_CATEGORIES = 8  # skmlp: ONE_HOT_MAX_CODES (10) minus the missing and unknown codes
 EMBEDDING_DIM = 8
-FREQUENCIES, PERIODIC_DIM, SIGMA = 16, 8, 0.1
+FREQUENCIES, PERIODIC_DIM, SIGMA = 16, 4, 0.1
+BINS, PIECEWISE_DIM = 16, 4
 N_ENSEMBLE = 4
 LABEL_SMOOTHING = 0.05
 WEIGHT_DECAY = 1e-4
@@ -57,7 +60,7 @@ def fit_preprocessing(df):
     cat = _categorical(df)
     num = [c for c in df.columns if c not in cat]
     stats = {"num": num, "cat": cat, "fill": [], "shift": [], "scale": [], "indicator": [],
-             "categories": []}
+             "categories": [], "bins": []}
     for c in num:
         x = df[c].to_numpy(dtype=np.float64)
         nan = np.isnan(x)
@@ -70,6 +73,9 @@ def fit_preprocessing(df):
         stats["shift"].append(median)
         stats["scale"].append(spread if spread > 0 else 1.0)
         stats["indicator"].append(bool(nan.any()))
+        edges = np.unique([_quantile(x, q) for q in np.linspace(0, 1, BINS + 1)])
+        edges = (edges - median) / stats["scale"][-1]  # scaled and clipped as the column
+        stats["bins"].append(edges / np.sqrt(1 + (edges / 3) ** 2))
     for c in cat:
         stats["categories"].append(sorted(df[c].dropna().unique().tolist()))
     return stats
@@ -106,7 +112,7 @@ class Network(nn.Module):
     """Initialised from ``generator`` (never the global torch RNG), as skmlp:
     Glorot-uniform linear layers, frequencies ~ N(0, 0.1^2), +-1 member scalings."""
 
-    def __init__(self, n_num, n_static, cardinalities, hidden, n_out, generator):
+    def __init__(self, n_num, n_static, cardinalities, hidden, n_out, generator, bins):
         super().__init__()
         g = generator
 
@@ -117,6 +123,21 @@ class Network(nn.Module):
         self.frequencies = nn.Parameter(torch.empty(d, k).normal_(0.0, SIGMA, generator=g))
         self.periodic_weight = uniform(d, 2 * k, e, bound=1 / math.sqrt(2 * k))
         self.periodic_bias = uniform(d, e, bound=1 / math.sqrt(2 * k))
+        # quantile bins: position 0 below a bin, 1 above, linear inside; the first and
+        # last bins open-ended; a column with fewer bins padded with always-0 positions
+        t = max([len(b) - 1 for b in bins] + [1])
+        lower, inverse = torch.zeros(d, t, dtype=torch.float64), torch.zeros(d, t, dtype=torch.float64)
+        low, high = torch.zeros(d, t, dtype=torch.float64), torch.ones(d, t, dtype=torch.float64)
+        for j, b in enumerate(bins):
+            b = torch.as_tensor(b, dtype=torch.float64)
+            m = max(len(b) - 1, 1)
+            lower[j, :m] = b[:m]
+            inverse[j, :m] = 1 / torch.diff(b) if len(b) > 1 else 1.0
+            low[j, 0], high[j, m - 1] = -math.inf, math.inf
+        for name, value in (("lower", lower), ("inverse", inverse), ("low", low), ("high", high)):
+            self.register_buffer(name, value)
+        self.piecewise_weight = uniform(d, t, PIECEWISE_DIM, bound=1 / math.sqrt(t))
+        self.piecewise_bias = uniform(d, PIECEWISE_DIM, bound=1 / math.sqrt(t))
         # the last code ("unknown") maps to zeros and never learns, as skmlp's
         self.embeddings = nn.ModuleList(skip_init(nn.Embedding, c, EMBEDDING_DIM, padding_idx=c - 1)
                                         for c in cardinalities)
@@ -124,7 +145,7 @@ class Network(nn.Module):
             with torch.no_grad():
                 emb.weight.uniform_(-math.sqrt(3), math.sqrt(3), generator=g)
                 emb.weight[-1].zero_()
-        width = d * e + n_static + EMBEDDING_DIM * len(cardinalities)
+        width = d * (e + PIECEWISE_DIM) + n_static + EMBEDDING_DIM * len(cardinalities)
         self.adapter = nn.Parameter(
             torch.empty(N_ENSEMBLE, width).bernoulli_(0.5, generator=g) * 2 - 1)
         layers = []
@@ -146,14 +167,18 @@ class Network(nn.Module):
         periodic = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)
         periodic = torch.relu(torch.einsum("ndk,dke->nde", periodic, self.periodic_weight)
                               + self.periodic_bias).flatten(1)
-        parts = [periodic, x_static] + [emb(x_codes[:, j]) for j, emb in enumerate(self.embeddings)]
+        position = (x_num[..., None] - self.lower) * self.inverse
+        position = torch.maximum(torch.minimum(position, self.high), self.low)
+        piecewise = torch.relu(torch.einsum("ndt,dte->nde", position, self.piecewise_weight)
+                               + self.piecewise_bias).flatten(1)
+        parts = [periodic, piecewise, x_static] + [emb(x_codes[:, j]) for j, emb in enumerate(self.embeddings)]
         x = torch.cat(parts, dim=1)
         x = (x[:, None, :] * self.adapter).flatten(0, 1)  # (n * k, width)
         h = self.hidden(x).view(-1, N_ENSEMBLE, self.out_weight.shape[1])
         return torch.einsum("nkd,kdo->nko", h, self.out_weight) + self.out_bias
 
     def decay_groups(self):
-        decay = [self.periodic_weight, self.out_weight]
+        decay = [self.periodic_weight, self.piecewise_weight, self.out_weight]
         decay += [m.weight for m in self.hidden if isinstance(m, nn.Linear)]
         decay += [m.weight for m in self.embeddings]
         ids = {id(p) for p in decay}
@@ -206,7 +231,7 @@ def fit(df, y, hidden=(100,), batch=200, epochs=10, dtype="float32", seed=0, dev
     cardinalities = [len(c) + 2 for c in stats["categories"] if len(c) > ONE_HOT_MAX_CATEGORIES]
     generator = torch.Generator().manual_seed(seed)
     net = Network(x_num.shape[1], x_static.shape[1], cardinalities, hidden,
-                  1 if binary else len(classes), generator).to(device, torch_dtype)
+                  1 if binary else len(classes), generator, stats["bins"]).to(device, torch_dtype)
     opt = torch.optim.Adam(net.decay_groups(), lr=1e-3)
     n = yt.shape[0]
     epoch_seconds = []
