@@ -278,13 +278,26 @@ def check_table(estimator, X, mask, *, reset, y="no_validation", allow_nan=False
 AUTO_FLOAT32_ROWS = 1000
 
 
+def _fits_float32(X, chunk=65536):
+    """Whether every value of ``X`` (dense or sparse) lies in float32's range
+    (NaN ignored); read ``chunk`` rows at a time, never copied whole."""
+    data = np.asarray(X.data if hasattr(X, "tocsr") else X)
+    if data.dtype == np.float32 or not np.issubdtype(data.dtype, np.floating):
+        return True
+    top = np.finfo(np.float32).max
+    return not any(np.any(np.abs(data[i:i + chunk]) > top) for i in range(0, len(data), chunk))
+
+
 def compute_dtype(param, X, n_rows=None):
     """The compute dtype name: ``param`` if set, else float32 only for float32
     X; ``"auto"``: float32 from ``AUTO_FLOAT32_ROWS`` training rows on
-    (``n_rows``, default ``X``'s), else as None."""
+    (``n_rows``, default ``X``'s) unless a value of X lies beyond float32's
+    range (about 3.4e38; it would become inf), else as None."""
     if param == "auto":
         rows = X.shape[0] if n_rows is None else n_rows
-        return "float32" if rows >= AUTO_FLOAT32_ROWS else compute_dtype(None, X)
+        if rows >= AUTO_FLOAT32_ROWS and _fits_float32(X):
+            return "float32"
+        return compute_dtype(None, X)
     if param is not None:
         return param
     return "float32" if X.dtype == np.float32 else "float64"

@@ -153,6 +153,7 @@ def categorical_width(codes):
 PERIODIC_FREQUENCIES = 16  # learned frequencies per numeric column
 PERIODIC_SIGMA = 0.1  # initial frequencies ~ N(0, sigma^2)
 PIECEWISE_BINS = 16  # quantile bins per numeric column (fewer where values repeat)
+ROBUST_BOUND = 1e6  # robust-scaled values are bounded by this before the smooth clip
 
 
 class PeriodicEmbedding(nn.Module):
@@ -326,6 +327,10 @@ class TableInput(nn.Module):
         if self.scaling is not None:
             x = (x - self.shift) / self.scale
             if self.scaling == "robust":
+                # bounded first: (x / 3) ** 2 overflows for far outliers (|x| > 5e19 in
+                # float32), which would map them to 0, the median; at 1e6 the clip is 3
+                # to 12 digits
+                x = x.clamp(-ROBUST_BOUND, ROBUST_BOUND)
                 x = x / torch.sqrt(1 + (x / 3) ** 2)
         return x
 

@@ -310,8 +310,9 @@ PARAMETERS = (
           "Compute dtype; ``None`` keeps float32 input in float32 and uses float64 for "
           'anything else. ``"auto"``: float32 from 1000 training rows on (the fast path, '
           "measured at 0.68x the fit time for the same errors on the benchmark's tuning "
-          "tables), as None below (small fits stay exact in float64). Outputs are in the "
-          "compute dtype.",
+          "tables), as None below (small fits stay exact in float64) or when a training "
+          "value lies beyond float32's range (about 3.4e38). Outputs are in the compute "
+          "dtype.",
           frozen=True),
     Param("random_state", None, (_random_state, "None, an integer or a numpy RandomState"),
           "int, RandomState instance or None",

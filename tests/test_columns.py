@@ -495,3 +495,27 @@ def test_dtype_auto_is_float32_from_1000_rows_and_the_tabular_default():
     big.set_params(warm_start=True).fit(X[:50], y[:50])
     assert next(big.module_.parameters()).dtype == torch.float32
     assert MLPTorchRegressor(dtype="auto", max_iter=2).fit(X, y).predict(X).dtype == np.float32
+    # a value beyond float32's range (it would turn into inf): float64, finite predictions
+    X_far = X.copy()
+    X_far[3, 1] = 1e300
+    assert compute_dtype("auto", X_far) == "float64"
+    assert compute_dtype("auto", sp.csr_matrix(X_far)) == "float64"
+    far = TabularMLPRegressor(max_iter=2, random_state=0).fit(X_far, y)
+    assert far.predict(X_far).dtype == np.float64 and np.all(np.isfinite(far.predict(X_far)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_robust_scaling_clips_far_outliers_to_3_not_to_the_median(dtype):
+    # (x / 3) ** 2 overflowed for far outliers, and x / sqrt(inf) put them at 0
+    X = np.column_stack([RNG.randn(200), RNG.randn(200)])
+    y = (X[:, 0] > 0).astype(int)
+    est = clf(scaling="robust", dtype=dtype, max_iter=2).fit(X, y)
+    far = np.array([[1e30, 0.0], [-1e30, 0.0], [1e6, 0.0], [0.5, 0.0]])
+    if dtype == "float64":
+        far[0, 0] = 1e300
+    import torch
+
+    with torch.no_grad():
+        x, _ = est.module_.input.numeric(torch.as_tensor(far, dtype=getattr(torch, dtype)))
+    assert_allclose(x[:3, 0].numpy(), [3, -3, 3], rtol=1e-6)
+    assert abs(float(x[3, 0])) < 3
