@@ -434,10 +434,12 @@ class BaseMLPTorch(BaseEstimator):
         _check_weights(sample_weight, "sample_weight", "e.g. np.ones(n_samples).")
         return sample_weight
 
-    def _start(self, X, head_name, device, bagged=False, n_rows=None):
+    def _start(self, X, head_name, device, bagged=False, n_rows=None, fits_float32=None):
         """A fresh spec, network, generator and training state; the frozen
-        parameters recorded (continued training checks them). ``n_rows``: the
-        training rows when ``X`` is only a sample of them (Dask)."""
+        parameters recorded (continued training checks them). ``n_rows``,
+        ``fits_float32``: the number of training rows, and whether all of their
+        values lie in float32's range, when ``X`` is only a sample of them
+        (Dask)."""
         generator = torch.Generator().manual_seed(_seed_from(self.random_state))
         stats = self._numeric_stats or {}
         table = {"numeric_embedding": self.numeric_embedding}
@@ -457,7 +459,7 @@ class BaseMLPTorch(BaseEstimator):
             activation=self.activation,
             dropout=float(self.dropout),
             batch_norm=bool(self.batch_norm),
-            dtype=compute_dtype(self.dtype, X, n_rows),
+            dtype=compute_dtype(self.dtype, X, n_rows, fits_float32),
             n_ensemble=int(self.n_ensemble),
             bagged=bool(bagged),
         )

@@ -353,8 +353,8 @@ def numeric_statistics(X, weights, scaling, missing, bins=0):
     sparse = hasattr(X, "tocsc")
     for j, (col, rows) in enumerate(_sparse_columns(X) if sparse else _dense_columns(X)):
         cw = w if rows is None else w[rows]
-        if rows is not None:  # the implicit zeros as one value with their weight
-            col, cw = np.append(col, 0.0), np.append(cw, total - cw.sum())
+        if rows is not None and rows.size < n:  # the implicit zeros: one value, their weight
+            col, cw = np.append(col, 0.0), np.append(cw, max(total - cw.sum(), 0.0))
         nan = np.isnan(col)
         nan_cols[j] = bool(np.any(nan & (cw > 0)))
         fill[j] = weighted_quantile(col, cw, 0.5)

@@ -284,18 +284,21 @@ def _fits_float32(X, chunk=65536):
     data = np.asarray(X.data if hasattr(X, "tocsr") else X)
     if data.dtype == np.float32 or not np.issubdtype(data.dtype, np.floating):
         return True
-    top = np.finfo(np.float32).max
+    top = float(np.finfo(np.float32).max)
     return not any(np.any(np.abs(data[i:i + chunk]) > top) for i in range(0, len(data), chunk))
 
 
-def compute_dtype(param, X, n_rows=None):
+def compute_dtype(param, X, n_rows=None, fits_float32=None):
     """The compute dtype name: ``param`` if set, else float32 only for float32
     X; ``"auto"``: float32 from ``AUTO_FLOAT32_ROWS`` training rows on
     (``n_rows``, default ``X``'s) unless a value of X lies beyond float32's
-    range (about 3.4e38; it would become inf), else as None."""
+    range (about 3.4e38; it would become inf), else as None. ``n_rows`` and
+    ``fits_float32`` describe all training rows when ``X`` is a sample of
+    them (Dask)."""
     if param == "auto":
         rows = X.shape[0] if n_rows is None else n_rows
-        if rows >= AUTO_FLOAT32_ROWS and _fits_float32(X):
+        fits = _fits_float32(X) if fits_float32 is None else fits_float32
+        if rows >= AUTO_FLOAT32_ROWS and fits:
             return "float32"
         return compute_dtype(None, X)
     if param is not None:

@@ -184,49 +184,58 @@ class PiecewiseEmbedding(nn.Module):
     bins with a linear layer and ReLU, "Q-LR").
 
     ``x (n, d) -> (n, d * e)``: per column, where ``x`` lies in each of its
-    ``bins`` bins (0 below the bin, 1 above it, linear inside; the first bin
-    extends without bound below, the last above, so values beyond the
-    training range keep a slope), then a linear layer of its own to ``e``
-    values and a ReLU. The bins are buffers ``(d, bins)`` that ``set_edges`` fills
-    from edges learned in ``fit``: ``lower`` (left edge), ``inverse_width``
-    (0 for the padding of a column with fewer bins, whose position is then
-    always 0), and the bounds ``low``/``high`` of each position.
+    ``bins`` bins (0 below the bin, 1 above it, linear inside), then a linear
+    layer of its own to ``e`` values and a ReLU. Beyond the training range
+    the first bin's position goes on below 0 and the last bin's above 1 by
+    the distance to the range (slope 1 in the units ``x`` has, whatever the
+    bin's width: a narrow end bin neither blows up values outside the range
+    nor float32 rounding at its edge). The bins are buffers ``(d, bins)``
+    that ``set_edges`` fills from edges learned in ``fit``: ``lower`` (left
+    edge), ``inverse_width`` (0 for a bin of no width and for the padding of
+    a column with fewer bins, whose position is then always 0), ``below`` /
+    ``above`` (1 at the first / last bin of each column), and ``first`` /
+    ``last`` ``(d,)``, the ends of the range.
     """
 
     def __init__(self, d, bins, e, *, dtype=None):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(d, bins, e, device="meta", dtype=dtype))
         self.bias = nn.Parameter(torch.empty(d, e, device="meta", dtype=dtype))
-        for name in ("lower", "inverse_width", "low", "high"):
+        for name in ("lower", "inverse_width", "below", "above"):
             self.register_buffer(name, torch.empty(d, bins, device="meta", dtype=dtype))
+        for name in ("first", "last"):
+            self.register_buffer(name, torch.empty(d, device="meta", dtype=dtype))
 
     @torch.no_grad()
     def set_edges(self, edges):
         """``edges``: per column an increasing 1-d tensor of at least one value
         (in the units ``forward`` sees), at most ``bins + 1``. A column with a
-        single value gets one unbounded bin: ``x`` minus that value."""
+        single value gets no bin inside the range, only the extensions: its
+        first position is ``x`` minus that value."""
         d, bins = self.lower.shape
-        lower = torch.zeros(d, bins, dtype=torch.float64)
-        inverse_width = torch.zeros(d, bins, dtype=torch.float64)
-        low, high = torch.zeros(d, bins, dtype=torch.float64), torch.ones(d, bins, dtype=torch.float64)
+        values = {name: torch.zeros(d, bins, dtype=torch.float64)
+                  for name in ("lower", "inverse_width", "below", "above")}
+        first, last = torch.zeros(d, dtype=torch.float64), torch.zeros(d, dtype=torch.float64)
         for j, e in enumerate(edges):
             e = torch.as_tensor(e, dtype=torch.float64)
             t = max(len(e) - 1, 1)
-            lower[j, :t] = e[:t]
+            values["lower"][j, :t] = e[:t]
             if len(e) > 1:  # edges that scaling made equal (far outliers): a bin of no width
                 width = torch.diff(e)
-                inverse_width[j, :t] = torch.where(width > 0, 1.0 / width, 0.0).clamp(max=1e30)
-            else:
-                inverse_width[j, 0] = 1.0
-            low[j, 0], high[j, t - 1] = -math.inf, math.inf
-        for name, value in (("lower", lower), ("inverse_width", inverse_width),
-                            ("low", low), ("high", high)):
+                values["inverse_width"][j, :t] = torch.where(
+                    width > 0, 1.0 / width, 0.0).clamp(max=1e30)
+            values["below"][j, 0] = values["above"][j, t - 1] = 1.0
+            first[j], last[j] = e[0], e[-1]
+        for name, value in (*values.items(), ("first", first), ("last", last)):
             getattr(self, name).copy_(value)
 
     def positions(self, x):
         """``x (n, d) -> (d, n, bins)``: where each value lies in its column's bins."""
-        p = (x.t()[:, :, None] - self.lower[:, None, :]) * self.inverse_width[:, None, :]
-        return torch.maximum(torch.minimum(p, self.high[:, None, :]), self.low[:, None, :])
+        xt = x.t()[:, :, None]  # (d, n, 1)
+        inside = ((xt - self.lower[:, None, :]) * self.inverse_width[:, None, :]).clamp(0, 1)
+        below = (xt - self.first[:, None, None]).clamp(max=0)
+        above = (xt - self.last[:, None, None]).clamp(min=0)
+        return inside + below * self.below[:, None, :] + above * self.above[:, None, :]
 
     def forward(self, x):
         out = torch.baddbmm(self.bias[:, None, :], self.positions(x), self.weight)  # (d, n, e)

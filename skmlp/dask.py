@@ -154,6 +154,8 @@ def _summary(block, mask, classifier):
         xv = x[valid]
         cols.append({"nan": bool(np.any(nan & pos)), "count": int(valid.sum()),
                      "weight": float(w[valid].sum()),
+                     # every row's, weight 0 too: dtype="auto" keeps float64 beyond float32
+                     "absmax": float(np.abs(x[~nan]).max()) if (~nan).any() else 0.0,
                      "min": float(xv.min()) if xv.size else math.inf,
                      "max": float(xv.max()) if xv.size else -math.inf})
     out["columns"] = cols
@@ -511,11 +513,12 @@ class _Recipe:
         return local._encode_targets(two, reset=True, sample_weight=np.ones(2))[0], None
 
     @staticmethod
-    def start(local, X_num, head_name, n_rows):
+    def start(local, X_num, head_name, n_rows, fits_float32):
         from ._base import resolve_early_stopping
         from ._data import resolve_device
 
-        local._start(X_num, head_name, resolve_device("cpu"), n_rows=n_rows)
+        local._start(X_num, head_name, resolve_device("cpu"), n_rows=n_rows,
+                     fits_float32=fits_float32)
         # "auto" bags 60-999 rows in memory; over a cluster it holds nothing out there.
         local._validating = resolve_early_stopping(local.early_stopping, n_rows) is True
 
@@ -784,7 +787,9 @@ class _DaskMixin:
                             [s["categories"] for s in summaries] if mask.any() else [], stats)
         head_name, class_weight = _Recipe.targets(local, summaries, y_sample, client, blocks)
         n_rows = sum(s["n"] for s in summaries)
-        _Recipe.start(local, X_num, head_name, n_rows)
+        top = float(np.finfo(np.float32).max)
+        fits_float32 = all(c["absmax"] <= top for s in summaries for c in s["columns"])
+        _Recipe.start(local, X_num, head_name, n_rows, fits_float32)
 
         # one process group over the workers that hold blocks
         who_has = client.who_has(blocks)

@@ -300,10 +300,16 @@ def test_piecewise_embedding_positions():
     layer.set_edges([torch.tensor([0.0, 1.0, 2.0, 4.0]), torch.tensor([5.0])])
     x = torch.tensor([[-1.0, 7.0], [0.5, 5.0], [3.0, 4.0], [6.0, 5.0]], dtype=torch.float64)
     got = layer.positions(x)  # (d, n, bins)
-    # below the first edge the first bin goes negative, above the last the last passes 1;
-    # a constant column has one unbounded bin (x - value) and zero padding
-    assert_allclose(got[0].numpy(), [[-1, 0, 0], [0.5, 0, 0], [1, 1, 0.5], [1, 1, 2]])
+    # below the first edge the first bin goes negative, above the last the last passes 1,
+    # both by the distance to the range (slope 1, not 1 / the bin's width: 6 is 2 above
+    # the last edge, 4); a constant column has x - value and zero padding
+    assert_allclose(got[0].numpy(), [[-1, 0, 0], [0.5, 0, 0], [1, 1, 0.5], [1, 1, 3]])
     assert_allclose(got[1].numpy(), [[2, 0, 0], [0, 0, 0], [-1, 0, 0], [0, 0, 0]])
+    # a narrow first bin: a value just below the range (float32 rounding at the edge, or
+    # a value fit never saw) stays close to 0 instead of -distance / width
+    layer.set_edges([torch.tensor([0.0, 1e-9, 1.0, 2.0]), torch.tensor([5.0])])
+    low = layer.positions(torch.tensor([[-1e-7, 5.0], [-1.0, 5.0]], dtype=torch.float64))
+    assert_allclose(low[0, :, 0].numpy(), [-1e-7, -1.0])
 
 
 @pytest.mark.parametrize("embedding", ["piecewise", "periodic+piecewise"])
@@ -349,11 +355,27 @@ def test_sparse_scaling_equals_dense_and_is_batched(scaling):
     sparse = clf(scaling=scaling, batch_size=16).fit(sp.csr_matrix(X), y)
     assert_allclose(sparse._spec.shift, dense._spec.shift)
     assert_allclose(sparse._spec.scale, dense._spec.scale)
+    assert_allclose(sparse.predict_proba(sp.csr_matrix(X)), dense.predict_proba(X), atol=1e-10)
     kw = dict(scaling=scaling, numeric_embedding="piecewise", max_iter=2)
     dense_bins = clf(**kw).fit(X, y)._spec.bins
     sparse_bins = clf(**kw).fit(sp.csr_matrix(X), y)._spec.bins  # the implicit zeros count
     assert dense_bins == sparse_bins and all(0.0 in e for e in dense_bins)
-    assert_allclose(sparse.predict_proba(sp.csr_matrix(X)), dense.predict_proba(X), atol=1e-10)
+
+
+def test_sparse_column_storing_every_row_has_no_implicit_zero():
+    # every row stored, indices unsorted (valid scipy): the weights sum in another order,
+    # and the rounding left a tiny "implicit zero" weight that made 0 the lowest bin edge
+    for seed in range(20):  # the rounding goes either way: several draws
+        rng = np.random.default_rng(seed)
+        X = rng.uniform(1.0, 2.0, size=(1000, 1))
+        w = rng.uniform(0.1, 3.0, size=1000)
+        order = rng.permutation(1000)
+        unsorted = sp.csc_matrix((X[order, 0], order, [0, 1000]), shape=(1000, 1))
+        assert not unsorted.has_sorted_indices
+        dense = numeric_statistics(X, w, "robust", "error", bins=16)
+        sparse = numeric_statistics(unsorted, w, "robust", "error", bins=16)
+        assert_array_equal(sparse["bins"][0], dense["bins"][0])
+        assert sparse["fill"][0] == dense["fill"][0] and sparse["bins"][0][0] >= 1.0
 
 
 # ------------------------------------------------- the fitted state travels

@@ -176,6 +176,25 @@ def test_regressor_with_early_stopping_on_diabetes(client):
 
 
 # ------------------------------------------------------------ column statistics
+def test_dtype_auto_sees_a_far_value_in_any_partition(client):
+    # the driver builds the network from a sample of rows; the column ranges of every
+    # block decide float32 or float64, so a value beyond float32's range anywhere keeps
+    # float64 (in float32 it would be inf, and the predictions NaN)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1200, 2))
+    X[1100, 1] = 1e39
+    y = (X[:, 0] > 0).astype(int)
+    params = dict(hidden_dims=(4,), max_iter=2, dtype="auto", random_state=0)
+    est = DaskMLPClassifier(**params, client=client).fit(
+        da.from_array(X, chunks=400), da.from_array(y, chunks=400))
+    memory = MLPTorchClassifier(**params).fit(X, y)
+    assert est._spec.dtype == memory._spec.dtype == "float64"
+    assert np.all(np.isfinite(est.to_local().predict_proba(X)))
+    near = DaskMLPClassifier(**params, client=client).fit(
+        da.from_array(X[:1000], chunks=400), da.from_array(y[:1000], chunks=400))
+    assert near._spec.dtype == "float32"  # 1000 rows in range: float32
+
+
 @pytest.mark.parametrize("scaling", ["robust", "standard"])
 def test_column_statistics_equal_the_in_memory_ones(client, scaling):
     rng = np.random.default_rng(3)

@@ -123,18 +123,22 @@ class Network(nn.Module):
         self.frequencies = nn.Parameter(torch.empty(d, k).normal_(0.0, SIGMA, generator=g))
         self.periodic_weight = uniform(d, 2 * k, e, bound=1 / math.sqrt(2 * k))
         self.periodic_bias = uniform(d, e, bound=1 / math.sqrt(2 * k))
-        # quantile bins: position 0 below a bin, 1 above, linear inside; the first and
-        # last bins open-ended; a column with fewer bins padded with always-0 positions
+        # quantile bins: position 0 below a bin, 1 above, linear inside; beyond the
+        # range the first bin goes on below 0 and the last above 1 by the distance to it;
+        # a column with fewer bins padded with always-0 positions
         t = max([len(b) - 1 for b in bins] + [1])
         lower, inverse = torch.zeros(d, t, dtype=torch.float64), torch.zeros(d, t, dtype=torch.float64)
-        low, high = torch.zeros(d, t, dtype=torch.float64), torch.ones(d, t, dtype=torch.float64)
+        first_bin, last_bin = torch.zeros(d, t, dtype=torch.float64), torch.zeros(d, t, dtype=torch.float64)
         for j, b in enumerate(bins):
             b = torch.as_tensor(b, dtype=torch.float64)
             m = max(len(b) - 1, 1)
             lower[j, :m] = b[:m]
-            inverse[j, :m] = 1 / torch.diff(b) if len(b) > 1 else 1.0
-            low[j, 0], high[j, m - 1] = -math.inf, math.inf
-        for name, value in (("lower", lower), ("inverse", inverse), ("low", low), ("high", high)):
+            if len(b) > 1:
+                inverse[j, :m] = 1 / torch.diff(b)
+            first_bin[j, 0] = last_bin[j, m - 1] = 1.0
+        ends = torch.tensor([[b[0], b[-1]] for b in bins], dtype=torch.float64).reshape(d, 2)
+        for name, value in (("lower", lower), ("inverse", inverse), ("first_bin", first_bin),
+                            ("last_bin", last_bin), ("ends", ends)):
             self.register_buffer(name, value)
         self.piecewise_weight = uniform(d, t, PIECEWISE_DIM, bound=1 / math.sqrt(t))
         self.piecewise_bias = uniform(d, PIECEWISE_DIM, bound=1 / math.sqrt(t))
@@ -167,8 +171,9 @@ class Network(nn.Module):
         periodic = torch.cat([torch.cos(z), torch.sin(z)], dim=-1)
         periodic = torch.relu(torch.einsum("ndk,dke->nde", periodic, self.periodic_weight)
                               + self.periodic_bias).flatten(1)
-        position = (x_num[..., None] - self.lower) * self.inverse
-        position = torch.maximum(torch.minimum(position, self.high), self.low)
+        position = ((x_num[..., None] - self.lower) * self.inverse).clamp(0, 1)
+        position = (position + (x_num - self.ends[:, 0]).clamp(max=0)[..., None] * self.first_bin
+                    + (x_num - self.ends[:, 1]).clamp(min=0)[..., None] * self.last_bin)
         piecewise = torch.relu(torch.einsum("ndt,dte->nde", position, self.piecewise_weight)
                                + self.piecewise_bias).flatten(1)
         parts = [periodic, piecewise, x_static] + [emb(x_codes[:, j]) for j, emb in enumerate(self.embeddings)]
