@@ -287,7 +287,8 @@ PARAMETERS = (
           'Numerical Features"). ``"periodic"``: cos and sin of 16 learned frequencies, '
           'then a linear layer of its own to 8 values with a ReLU. ``"piecewise"``: where '
           "the value lies in each of up to 16 quantile bins learned in ``fit`` (weighted "
-          "by ``sample_weight``; 0 below a bin, 1 above, linear inside), then a linear "
+          "by ``sample_weight``; 0 below a bin, 1 above, linear inside; beyond the "
+          "training range the end bins go on by the distance to it), then a linear "
           'layer to 8 values with a ReLU. ``"periodic+piecewise"``: both side by side, '
           "4 values each. Use them with ``scaling``.",
           frozen=True),
