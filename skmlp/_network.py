@@ -189,11 +189,12 @@ class PiecewiseEmbedding(nn.Module):
     the first bin's position goes on below 0 and the last bin's above 1 by
     the distance to the range (slope 1 in the units ``x`` has, whatever the
     bin's width: a narrow end bin neither blows up values outside the range
-    nor float32 rounding at its edge). The bins are buffers ``(d, bins)``
-    that ``set_edges`` fills from edges learned in ``fit``: ``lower`` (left
-    edge), ``inverse_width`` (0 for a bin of no width and for the padding of
-    a column with fewer bins, whose position is then always 0), ``below`` /
-    ``above`` (1 at the first / last bin of each column), and ``first`` /
+    nor float32 rounding at its edge). Each column's first bin is at index 0
+    and its last at ``bins - 1``; a column with fewer bins has padding in
+    between, whose position is always 0. Buffers, filled by ``set_edges``
+    from edges learned in ``fit``: ``offset`` and ``inverse_width`` ``(d,
+    bins)`` (a bin's position is ``x * inverse_width + offset``, clamped to
+    [0, 1]; both 0 for padding and for a bin of no width), and ``first`` /
     ``last`` ``(d,)``, the ends of the range.
     """
 
@@ -201,7 +202,7 @@ class PiecewiseEmbedding(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(d, bins, e, device="meta", dtype=dtype))
         self.bias = nn.Parameter(torch.empty(d, e, device="meta", dtype=dtype))
-        for name in ("lower", "inverse_width", "below", "above"):
+        for name in ("offset", "inverse_width"):
             self.register_buffer(name, torch.empty(d, bins, device="meta", dtype=dtype))
         for name in ("first", "last"):
             self.register_buffer(name, torch.empty(d, device="meta", dtype=dtype))
@@ -210,32 +211,35 @@ class PiecewiseEmbedding(nn.Module):
     def set_edges(self, edges):
         """``edges``: per column an increasing 1-d tensor of at least one value
         (in the units ``forward`` sees), at most ``bins + 1``. A column with a
-        single value gets no bin inside the range, only the extensions: its
-        first position is ``x`` minus that value."""
-        d, bins = self.lower.shape
-        values = {name: torch.zeros(d, bins, dtype=torch.float64)
-                  for name in ("lower", "inverse_width", "below", "above")}
+        single value has no bin inside the range, only the two extensions."""
+        d, bins = self.offset.shape
+        offset = torch.zeros(d, bins, dtype=torch.float64)
+        inverse_width = torch.zeros(d, bins, dtype=torch.float64)
         first, last = torch.zeros(d, dtype=torch.float64), torch.zeros(d, dtype=torch.float64)
         for j, e in enumerate(edges):
             e = torch.as_tensor(e, dtype=torch.float64)
-            t = max(len(e) - 1, 1)
-            values["lower"][j, :t] = e[:t]
-            if len(e) > 1:  # edges that scaling made equal (far outliers): a bin of no width
-                width = torch.diff(e)
-                values["inverse_width"][j, :t] = torch.where(
-                    width > 0, 1.0 / width, 0.0).clamp(max=1e30)
-            values["below"][j, 0] = values["above"][j, t - 1] = 1.0
             first[j], last[j] = e[0], e[-1]
-        for name, value in (*values.items(), ("first", first), ("last", last)):
+            if len(e) < 2:
+                continue
+            width = torch.diff(e)  # 0 where scaling made edges equal (far outliers)
+            inverse = torch.where(width > 0, 1.0 / width, 0.0).clamp(max=1e30)
+            slots = [*range(len(width) - 1), bins - 1]  # the last bin at the last index
+            inverse_width[j, slots] = inverse
+            offset[j, slots] = -e[:-1] * inverse
+        for name, value in (("offset", offset), ("inverse_width", inverse_width),
+                            ("first", first), ("last", last)):
             getattr(self, name).copy_(value)
 
     def positions(self, x):
         """``x (n, d) -> (d, n, bins)``: where each value lies in its column's bins."""
-        xt = x.t()[:, :, None]  # (d, n, 1)
-        inside = ((xt - self.lower[:, None, :]) * self.inverse_width[:, None, :]).clamp(0, 1)
-        below = (xt - self.first[:, None, None]).clamp(max=0)
-        above = (xt - self.last[:, None, None]).clamp(min=0)
-        return inside + below * self.below[:, None, :] + above * self.above[:, None, :]
+        xt = x.t()
+        p = torch.addcmul(self.offset[:, None, :], xt[:, :, None],
+                          self.inverse_width[:, None, :]).clamp(0, 1)
+        below = (xt - self.first[:, None]).clamp(max=0)
+        above = (xt - self.last[:, None]).clamp(min=0)
+        p[:, :, 0] += below
+        p[:, :, -1] += above
+        return p
 
     def forward(self, x):
         out = torch.baddbmm(self.bias[:, None, :], self.positions(x), self.weight)  # (d, n, e)

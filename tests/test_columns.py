@@ -302,9 +302,14 @@ def test_piecewise_embedding_positions():
     got = layer.positions(x)  # (d, n, bins)
     # below the first edge the first bin goes negative, above the last the last passes 1,
     # both by the distance to the range (slope 1, not 1 / the bin's width: 6 is 2 above
-    # the last edge, 4); a constant column has x - value and zero padding
+    # the last edge, 4); a constant column has only these two: x - value below it in the
+    # first slot, above it in the last, the padding between them 0
     assert_allclose(got[0].numpy(), [[-1, 0, 0], [0.5, 0, 0], [1, 1, 0.5], [1, 1, 3]])
-    assert_allclose(got[1].numpy(), [[2, 0, 0], [0, 0, 0], [-1, 0, 0], [0, 0, 0]])
+    assert_allclose(got[1].numpy(), [[0, 0, 2], [0, 0, 0], [-1, 0, 0], [0, 0, 0]])
+    # fewer bins than the widest column: the last bin at the last slot, padding before it
+    layer.set_edges([torch.tensor([0.0, 1.0, 2.0, 4.0]), torch.tensor([5.0, 6.0, 8.0])])
+    got = layer.positions(torch.tensor([[0.0, 5.5], [0.0, 7.0], [0.0, 9.0]], dtype=torch.float64))
+    assert_allclose(got[1].numpy(), [[0.5, 0, 0], [1, 0, 0.5], [1, 0, 2]])
     # a narrow first bin: a value just below the range (float32 rounding at the edge, or
     # a value fit never saw) stays close to 0 instead of -distance / width
     layer.set_edges([torch.tensor([0.0, 1e-9, 1.0, 2.0]), torch.tensor([5.0])])
