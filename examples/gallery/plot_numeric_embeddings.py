@@ -63,4 +63,4 @@ plt.show()
 # between two bin edges is spread over that bin). The Tabular estimators use
 # both embeddings side by side (``docs/benchmarks.rst``: on 22 real tables
 # about 1% lower error and log loss than the periodic embedding alone, for
-# 1.17 times the fit time).
+# 1.21 times the fit time).
