@@ -293,7 +293,7 @@ class BaseMLPTorch(BaseEstimator):
             run.reason = "refit"  # it ran the epochs it was asked for
         return run
 
-    def _calibrate(self, val_data, reduce=None, outputs=None):
+    def _calibrate(self, val_data, total=None, outputs=None):
         """After training: adjust the fitted outputs on the held-out rows
         ``val_data`` (None: none were held out). Classifiers' temperature."""
 

@@ -119,9 +119,9 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     def _training_loss(self):
         return self._head.training_loss(self.label_smoothing)
 
-    def _calibrate(self, val_data, reduce=None, outputs=None):
+    def _calibrate(self, val_data, total=None, outputs=None):
         """``calibration="temperature"``: divide the logits by the temperature
-        that minimises the held-out log loss (``reduce`` sums it over Dask
+        that minimises the held-out log loss (``total`` sums over Dask
         workers); ``temperature_`` records it (1.0: none applied). ``outputs``:
         the held-out rows' outputs when they are not the network's on
         ``val_data``'s X (bagging: each row's from the member it was held
@@ -130,7 +130,7 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
         if val_data is not None and self.calibration == "temperature":
             X, Y, W = val_data
             z = self._outputs(self.module_, X, combine=False) if outputs is None else outputs
-            temperature = HEADS[self._spec.head_name].temperature(z, Y, W, reduce)
+            temperature = HEADS[self._spec.head_name].temperature(z, Y, W, total)
         if temperature != self._spec.temperature:
             self._spec = replace(self._spec, temperature=temperature)
         self.temperature_ = temperature

@@ -238,7 +238,7 @@ class _ClassificationHead(Head):
         """``predict``'s output from the codes ``predict`` decoded."""
         return classes[codes]
 
-    def temperature(self, z, Y, W, reduce=None):
+    def temperature(self, z, Y, W, total=None):
         """The temperature ``T`` whose ``combine(z) / T`` has the lowest log loss.
 
         ``z`` holds the raw outputs ``(n, o)`` or ensemble member outputs
@@ -248,21 +248,40 @@ class _ClassificationHead(Head):
         "On Calibration of Modern Neural Networks"): the ranking of the classes
         stays, and the softening of label smoothing is undone. For an ensemble
         the members' mean probabilities are scaled, not each member's (sharp
-        members would average to hard votes). ``reduce(total, weight) -> mean``
-        sums the loss over processes (default: this process's mean). Returns
-        1.0 when no temperature in ``[1/50, 50]`` does better or the loss is not
-        finite.
+        members would average to hard votes).
+
+        When every held-out row is classified correctly the log loss falls
+        towards 0 as ``T`` does and has no minimum (the sharpest temperature
+        searched would be kept, and one wrong row at predict would cost
+        ``log(1e13)``). The targets are then those of the rule of succession,
+        ``(n + 1) / (n + 2)`` on the true class and the rest shared by the other
+        classes, ``n`` the rows' effective number (Kish: ``sum(w)**2 /
+        sum(w**2)``): no error in ``n`` rows is evidence of an error rate near
+        ``1 / (n + 2)``, not of none.
+
+        ``total(value) -> float`` sums a number over processes (Dask workers;
+        default: this process's). Returns 1.0 when no temperature in
+        ``[1/50, 50]`` does better or the loss is not finite.
         """
-        weight = float(z.shape[0] if W is None else W.sum())
-        reduce = reduce or (lambda total, w: total / w)
+        total = total or float
         combined = self.combine(z)
+        w = torch.ones(combined.shape[0], dtype=combined.dtype) if W is None else W.reshape(-1)
+        weight = total(w.sum())
+        loss = self.loss
+        wrong = total((~self.correct(combined, Y)).to(w.dtype).mul(w).sum())
+        if wrong == 0 and weight > 0:
+            n = weight ** 2 / total(w.pow(2).sum())
+            loss = self.training_loss(self._smoothing_for(1 / (n + 2), combined.shape[1]))
 
         def log_loss(log_t):
-            per_sample = self.loss.value(combined / math.exp(log_t), Y)
-            total = float(per_sample.sum() if W is None else (per_sample * W).sum())
-            return reduce(total, weight)
+            return total(loss.value(combined / math.exp(log_t), Y).mul(w).sum()) / weight
 
         return math.exp(golden_minimum(log_loss, -math.log(50), math.log(50), start=0.0))
+
+    def _smoothing_for(self, rest, n_outputs):
+        """The label smoothing that leaves ``rest`` of a target's mass off its
+        true class: two classes per output (sigmoid heads)."""
+        return 2 * rest
 
 
 def _log_mean_exp(log_values, dim=1):
@@ -334,6 +353,10 @@ class MulticlassHead(_ClassificationHead):
 
     def correct(self, z, Y):
         return z.argmax(dim=1) == Y
+
+    def _smoothing_for(self, rest, n_outputs):
+        # (1 - s) + s / K on the true class is 1 - rest
+        return rest * n_outputs / (n_outputs - 1) if n_outputs > 1 else 0.0
 
     def stratify(self, Y):
         return Y

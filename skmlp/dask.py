@@ -596,7 +596,7 @@ class _Recipe:
         est._rng_state = generator.get_state()
         # calibration: every worker runs the same search over the reduced loss
         est._calibrate(val_data if run.reason != "diverged" else None,
-                       reduce=lambda total, weight: float(sync.mean(total, weight)))
+                       total=sync.sum)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             est._finish(run, False)

@@ -158,3 +158,49 @@ def test_invalid_calibration_is_a_clear_error():
     X, y = _data(100)
     with pytest.raises(ValueError, match="calibration.*None or 'temperature'"):
         MLPTorchClassifier(calibration="isotonic").fit(X, y)
+
+
+def _explicit_log_loss(head, z, Q):
+    """Held-out log loss against soft targets ``Q`` (n, classes), written out."""
+    if head == "multiclass":
+        return lambda t: float(-(Q * torch.log_softmax(z / t, 1)).sum(1).mean())
+    return lambda t: float(torch.nn.functional.binary_cross_entropy_with_logits(
+        z / t, Q, reduction="none").sum(1).mean())
+
+
+@pytest.mark.parametrize("head", ["multiclass", "binary", "multilabel"])
+def test_temperature_when_every_held_out_row_is_right(head):
+    # all rows classified correctly: the plain log loss falls to 0 as T does and
+    # has no minimum; the targets become the rule of succession's, (n+1)/(n+2)
+    # on the true class, and the temperature stays well inside the search range
+    gen = torch.Generator().manual_seed(2)
+    n = 150
+    k = {"multiclass": 4, "binary": 1, "multilabel": 3}[head]
+    z = 4 * torch.randn(n, k, generator=gen, dtype=torch.float64)
+    if head == "multiclass":
+        Y = z.argmax(1)
+        Q = torch.nn.functional.one_hot(Y, k).to(z.dtype) * (1 - 1 / (n + 2))
+        Q += (1 - Q.sum(1, keepdim=True)) / (k - 1) * (Q == 0)
+    else:
+        Y = (z > 0).to(z.dtype)
+        Q = Y * (n + 1) / (n + 2) + (1 - Y) / (n + 2)
+    T = HEADS[head].temperature(z, Y, None)
+    expected = math.exp(golden_minimum(lambda lt: _explicit_log_loss(head, z, Q)(math.exp(lt)),
+                                       -math.log(50), math.log(50), start=0.0))
+    assert T == pytest.approx(expected, rel=1e-6)
+    assert 0.05 < T < 50
+    # the effective number of rows ignores the weights' scale
+    assert HEADS[head].temperature(z, Y, torch.full((n,), 1e-3, dtype=z.dtype)) == pytest.approx(
+        T, rel=1e-6)
+    # one wrong row: the plain log loss has its minimum, and it is taken
+    Y_wrong = Y.clone()
+    if head == "multiclass":
+        Y_wrong[0] = (Y[0] + 1) % k
+    else:
+        Y_wrong[0, 0] = 1 - Y[0, 0]
+    plain = HEADS[head].loss
+    T_wrong = HEADS[head].temperature(z, Y_wrong, None)
+    expected = math.exp(golden_minimum(
+        lambda lt: float(plain.value(z / math.exp(lt), Y_wrong).mean()),
+        -math.log(50), math.log(50), start=0.0))
+    assert T_wrong == pytest.approx(expected, rel=1e-6)
