@@ -223,7 +223,10 @@ PARAMETERS = (
           'After a fit that held out validation rows (``early_stopping``), ``"temperature"`` '
           "divides the network's logits by the temperature that minimises the log loss of "
           "those rows (temperature scaling: sharper or softer probabilities, the same "
-          "ranking of the classes, so ``predict`` does not change). "
+          "ranking of the classes, so ``predict`` does not change). When the network "
+          "classifies every held-out row correctly that log loss has no minimum (it falls "
+          "as the temperature does), so the rows' targets become the rule of succession's: "
+          "``(n + 1) / (n + 2)`` on the true class for ``n`` held-out rows. "
           "``temperature_`` holds it; 1.0 when nothing was held out.", CLF),
     Param("target_scaling", False, _bool(), "bool",
           "Standardise each target with its (weighted) ``fit`` mean and standard "
