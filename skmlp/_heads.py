@@ -261,15 +261,19 @@ class _ClassificationHead(Head):
 
         ``total(value) -> float`` sums a number over processes (Dask workers;
         default: this process's). Returns 1.0 when no temperature in
-        ``[1/50, 50]`` does better or the loss is not finite.
+        ``[1/50, 50]`` does better, the loss is not finite or the rows weigh
+        nothing.
         """
         total = total or float
         combined = self.combine(z)
-        w = torch.ones(combined.shape[0], dtype=combined.dtype) if W is None else W.reshape(-1)
+        w = (torch.ones(combined.shape[0], dtype=combined.dtype, device=combined.device)
+             if W is None else W.reshape(-1))
         weight = total(w.sum())
+        if not weight > 0:  # no held-out weight: nothing to fit on
+            return 1.0
         loss = self.loss
         wrong = total((~self.correct(combined, Y)).to(w.dtype).mul(w).sum())
-        if wrong == 0 and weight > 0:
+        if wrong == 0:
             n = weight ** 2 / total(w.pow(2).sum())
             loss = self.training_loss(self._smoothing_for(1 / (n + 2), combined.shape[1]))
 

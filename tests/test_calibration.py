@@ -204,3 +204,5 @@ def test_temperature_when_every_held_out_row_is_right(head):
         lambda lt: float(plain.value(z / math.exp(lt), Y_wrong).mean()),
         -math.log(50), math.log(50), start=0.0))
     assert T_wrong == pytest.approx(expected, rel=1e-6)
+    # rows that weigh nothing: nothing to fit on
+    assert HEADS[head].temperature(z, Y, torch.zeros(n, dtype=z.dtype)) == 1.0
