@@ -3,6 +3,7 @@ divides the combined logits; everything that reads outputs sees it."""
 
 import math
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -206,3 +207,50 @@ def test_temperature_when_every_held_out_row_is_right(head):
     assert T_wrong == pytest.approx(expected, rel=1e-6)
     # rows that weigh nothing: nothing to fit on
     assert HEADS[head].temperature(z, Y, torch.zeros(n, dtype=z.dtype)) == 1.0
+
+
+class _TwoProcessSum:
+    """``total`` as two Dask workers see it: each thread's value summed with the
+    other's (an all-reduce), in lockstep."""
+
+    def __init__(self):
+        self.barrier = threading.Barrier(2, timeout=30)  # a mismatch fails, never hangs
+        self.values = [0.0, 0.0]
+
+    def for_worker(self, rank):
+        def total(value):
+            self.values[rank] = float(value)
+            self.barrier.wait()
+            result = sum(self.values)
+            self.barrier.wait()
+            return result
+        return total
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_temperature_summed_over_workers_equals_one_process(separable):
+    # the held-out rows split over two workers: the same temperature as all
+    # rows in one process, in the plain case and under the rule of succession
+    gen = torch.Generator().manual_seed(3)
+    z = 3 * torch.randn(300, 4, generator=gen, dtype=torch.float64)
+    Y = z.argmax(1)
+    if not separable:  # mistakes on the second worker's rows only: the first's are all right
+        Y[150:] = torch.multinomial(torch.softmax(z[150:], 1), 1, generator=gen)[:, 0]
+    W = torch.rand(300, generator=gen, dtype=torch.float64)
+    head = HEADS["multiclass"]
+    whole = head.temperature(z, Y, W)
+    summed, results = _TwoProcessSum(), [None, None]
+
+    def worker(rank, rows):
+        results[rank] = head.temperature(z[rows], Y[rows], W[rows], summed.for_worker(rank))
+
+    threads = [threading.Thread(target=worker, args=(0, slice(0, 120))),
+               threading.Thread(target=worker, args=(1, slice(120, 300)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    # the same search on sums taken in another order: equal to the search's tolerance
+    assert results[0] == results[1] == pytest.approx(whole, rel=1e-6)
+    if separable:  # the rule of succession applied on both: far from the search's edge
+        assert whole > 0.1
