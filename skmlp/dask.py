@@ -657,8 +657,20 @@ def _train_worker(est, blocks, class_weight, fit_id, rank, world, host, port, ti
 
 
 # ================================================================ the driver
+def _scheduler_workers(dask_scheduler=None):
+    return list(dask_scheduler.workers)
+
+
+def _live_workers(client):
+    """The addresses of the workers the scheduler knows now, asked of the
+    scheduler itself: ``client.scheduler_info()`` returns the client's cached
+    identity, which its periodic refresh can leave without per-worker entries
+    at any moment (every worker would then look gone)."""
+    return set(client.run_on_scheduler(_scheduler_workers))
+
+
 def _gone(client, workers):
-    alive = set(client.scheduler_info(n_workers=-1)["workers"])
+    alive = _live_workers(client)
     return [w for w in workers if w not in alive]
 
 
@@ -808,7 +820,7 @@ class _DaskMixin:
                        for rank, w in enumerate(workers)]
             results = _wait(client, futures, workers)
         finally:
-            if workers[0] in client.scheduler_info(n_workers=-1)["workers"]:
+            if workers[0] in _live_workers(client):
                 client.submit(_close_store, fit_id, workers=[workers[0]],
                               allow_other_workers=False, pure=False)
         fitted, _, caught = results[0]

@@ -25,7 +25,7 @@ dask = pytest.importorskip("dask")
 cloudpickle = pytest.importorskip("cloudpickle")
 
 from skmlp.dask import (CollectiveError, DaskMLPClassifier, DaskMLPRegressor,  # noqa: E402
-                        DaskTabularMLPClassifier, DaskTabularMLPRegressor)
+                        DaskTabularMLPClassifier, DaskTabularMLPRegressor, _live_workers)
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning",
@@ -54,7 +54,7 @@ def client():
 
 def _workers(client):
     client.wait_for_workers(2)
-    return sorted(client.scheduler_info(n_workers=-1)["workers"])
+    return sorted(_live_workers(client))
 
 
 def _placed(client, blocks):
