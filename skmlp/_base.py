@@ -73,35 +73,48 @@ def _check_weights(weights, name, hint):
 
 def _bagged_run(runs):
     """One ``FitRun`` for the members' runs ``[(run, fold weight), ...]`` of a
-    bagged fit: per epoch the mean loss, validation score and time of the
-    members still training; the best score is the members' best scores
-    averaged by fold weight (for accuracy and the loss: the score of every
-    row by the member it was held out of), over the members whose scores are
-    finite. The members' optimizer states are not kept: training that
-    continues the ``Bag`` starts a new optimizer."""
+    bagged fit: per epoch the mean loss and time of the members still
+    training, and as validation score that of the bagged model had it stopped
+    there: every member's best score so far (a member that stopped keeps its
+    best), averaged by fold weight (for accuracy and the loss: the score of
+    every row by the member it was held out of) over the members with a
+    finite one. The scores therefore never fall, and the best score, the one
+    of the weights kept, is the last. The members' optimizer states are not
+    kept: training that continues the ``Bag`` starts a new optimizer."""
     first = runs[0][0]
     run = FitRun(start_iter=first.start_iter, schedule_start=first.schedule_start)
+    weights = np.array([w for _, w in runs], dtype=float)
+    best = np.full(len(runs), -math.inf)  # each member's best score so far
     for epoch in range(max(len(r.losses) for r, _ in runs)):
         ran = [r for r, _ in runs if len(r.losses) > epoch]
         run.losses.append(float(np.mean([r.losses[epoch] for r in ran])))
-        scores = [r.validation_scores[epoch] for r in ran if len(r.validation_scores) > epoch]
-        finite = [v for v in scores if math.isfinite(v)]
-        score = float(np.mean(finite or scores)) if scores else None
+        scores = [r.validation_scores[epoch] if len(r.validation_scores) > epoch else None
+                  for r, _ in runs]
+        for j, value in enumerate(scores):
+            if value is not None and value > best[j]:  # as the members keep theirs
+                best[j] = value
+        score = _fold_mean(best, weights)
+        if not math.isfinite(score):  # no member has validated finitely yet
+            seen = [v for v in scores if v is not None]
+            score = float(np.mean(seen)) if seen else None
         if score is not None:
             run.validation_scores.append(score)
         run.history.append({"epoch": run.n_iter, "loss": run.losses[-1], "val_score": score,
                             "lr": ran[0].history[epoch]["lr"],
                             "seconds": sum(r.history[epoch]["seconds"] for r in ran)})
     run.samples = sum(r.samples for r, _ in runs)
-    weights = np.array([w for _, w in runs], dtype=float)
-    best = np.array([r.best_score for r, _ in runs], dtype=float)
-    ok = np.isfinite(best)  # a member that diverged before validating has -inf
-    run.best_score = (float(np.sum(best[ok] * weights[ok]) / weights[ok].sum()) if ok.any()
-                      else -math.inf)
+    final = _fold_mean(np.array([r.best_score for r, _ in runs], dtype=float), weights)
+    run.best_score = run.validation_scores[-1] if math.isfinite(final) else -math.inf
     reasons = [r.reason for r, _ in runs]
     run.reason = next((why for why in ("diverged", "callback", "max_iter") if why in reasons),
                       "converged")
     return run
+
+
+def _fold_mean(scores, weights):
+    """``scores`` averaged by ``weights`` over the finite ones (-inf: none)."""
+    ok = np.isfinite(scores)
+    return float(np.sum(scores[ok] * weights[ok]) / weights[ok].sum()) if ok.any() else -math.inf
 
 
 def _trained_codes(train):

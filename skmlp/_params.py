@@ -190,7 +190,9 @@ PARAMETERS = (
           "member trains on all folds but its own and keeps its best epoch on that one, so "
           "every row trains most members and validates one; ``calibration`` is fitted on "
           "every row's prediction by the member it was held out of. ``validation_scores_`` "
-          "then holds the members' mean per epoch. ``\"auto\"``: "
+          "then holds per epoch the score the bagged model would have had it stopped there "
+          "(each member's best so far, averaged by fold weight), so it never falls and "
+          "``best_validation_score_`` is its last value. ``\"auto\"``: "
           '``True`` from 1000 training rows on, ``"bagging"`` from 60 to 999 rows when '
           "``n_ensemble >= 2``, nothing held out otherwise (as "
           "``HistGradientBoostingClassifier``'s ``\"auto\"``, which holds out from 10000 "

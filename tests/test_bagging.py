@@ -96,6 +96,25 @@ def test_bagging_is_repeatable_and_records_the_members_runs():
     assert np.isfinite(a.best_validation_score_)
 
 
+@pytest.mark.parametrize("scoring", [None, "loss"])
+def test_best_validation_score_is_the_best_of_validation_scores(scoring):
+    # Per epoch the score of the members' best weights so far (a member that
+    # stopped keeps its best): it never falls, and its last value is the score
+    # of the weights kept, best_validation_score_ (the mean of the members'
+    # current scores, as before, could exceed it).
+    rng = np.random.RandomState(3)
+    X = rng.randn(300, 4)
+    y = 2 * X[:, 0] + 0.1 * rng.randn(300)
+    for est in (MLPTorchRegressor(**_kw(n_iter_no_change=3, lr=0.03, scoring=scoring)),
+                MLPTorchClassifier(**_kw(n_iter_no_change=3, lr=0.03, scoring=scoring))):
+        target = y if isinstance(est, MLPTorchRegressor) else (y > 0).astype(int)
+        est.fit(X, target)
+        scores = est.validation_scores_
+        assert np.all(np.diff(scores) >= 0)
+        assert est.best_validation_score_ == max(scores) == scores[-1]
+        assert [h["val_score"] for h in est.history_] == scores
+
+
 def test_temperature_from_the_out_of_fold_rows():
     X, y = _clf(classes=3)
     plain = MLPTorchClassifier(**_kw(label_smoothing=0.2)).fit(X, y)
