@@ -10,6 +10,7 @@ parameter docs come from the table in ``_params``.
 """
 
 import math
+import numbers
 import os
 import sys
 import warnings
@@ -433,6 +434,9 @@ class BaseMLPTorch(BaseEstimator):
     def _sample_weight(self, sample_weight, X):
         if sample_weight is None:
             return None
+        if np.ndim(sample_weight) == 0 and isinstance(sample_weight, numbers.Real):
+            # one weight for every row, as scikit-learn's estimators accept
+            sample_weight = np.full(X.shape[0], float(sample_weight))
         try:
             sample_weight = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
                                         input_name="sample_weight")

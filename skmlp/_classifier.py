@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
@@ -95,6 +96,8 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     # ---------------------------------------------------------------- hooks
     def _check_data(self, X, y, *, reset):
         X, y = self._check_X(X, y=y, reset=reset, multi_output=True)
+        if sparse.issparse(y):  # a multilabel indicator matrix: small, so dense
+            y = y.toarray()
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         try:

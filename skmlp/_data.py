@@ -31,7 +31,7 @@ NUMERIC_HINT = (
 DATE_HINT = ("skmlp does not encode dates and durations itself: turn each into numbers "
              "(e.g. df[col].dt.year, df[col].dt.dayofweek, or (df[col] - df[col].min()).dt.days) "
              "or into a category (df[col].astype(str), or list it in categorical_features).")
-NAN_HINT = ("for missing values in X's numeric columns set missing='indicator' (median fill "
+NAN_HINT = ("for missing values in X's numeric columns set missing=\"indicator\" (median fill "
             "plus one 0/1 input per column) or impute them.")
 INF_HINT = "replace or clip infinite values in X (e.g. np.nan_to_num)"
 Y_HINT = ("drop the rows whose target is missing or infinite, e.g. keep = np.isfinite(y); "
@@ -44,8 +44,8 @@ def _missing_hint(text, allow_nan):
         return Y_HINT
     if "infinity" in text:
         if allow_nan:
-            return INF_HINT + ", or set them to NaN, which missing='indicator' fills."
-        return INF_HINT + "; for missing values (NaN) set missing='indicator'."
+            return INF_HINT + ', or set them to NaN, which missing="indicator" fills.'
+        return INF_HINT + '; for missing values (NaN) set missing="indicator".'
     return NAN_HINT
 
 

@@ -232,7 +232,7 @@ def test_the_input_frame_is_not_modified():
 def test_nan_is_an_error_naming_missing_indicator():
     df = table()
     df.loc[3, "x"] = np.nan
-    with pytest.raises(ValueError, match="missing='indicator'"):
+    with pytest.raises(ValueError, match='missing="indicator"'):
         clf().fit(df, target(df))
 
 

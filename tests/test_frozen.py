@@ -320,7 +320,7 @@ def test_inf_advice_fits_the_missing_setting():
     est = TabularMLPClassifier(max_iter=2, random_state=0).fit(df, np.arange(200) % 2)
     with pytest.raises(ValueError, match="infinity") as info:
         est.predict(df.assign(num=np.inf))
-    assert "set missing='indicator'" not in str(info.value)
+    assert 'set missing="indicator"' not in str(info.value)
     assert "nan_to_num" in str(info.value)
 
 
@@ -330,7 +330,7 @@ def test_missing_target_advice_is_about_y():
     with pytest.raises(ValueError, match="Input y contains NaN") as info:
         MLPTorchRegressor(max_iter=2).fit(X, y)
     assert "drop the rows whose target is missing" in str(info.value)
-    assert "missing='indicator'" not in str(info.value)
+    assert 'missing="indicator"' not in str(info.value)
 
 
 def test_polars_lazyframe_says_collect():

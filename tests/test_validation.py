@@ -42,9 +42,9 @@ def fitted_clf():
         return clf().fit(X, Y_CLASS)
 
 
-# The advice fits the input and the settings: NaN in X -> missing='indicator';
+# The advice fits the input and the settings: NaN in X -> missing="indicator";
 # inf in X -> clip it; a missing or infinite target -> drop those rows.
-NAN_X = r"set missing='indicator'"
+NAN_X = r'set missing="indicator"'
 INF_X = r"replace or clip infinite values in X \(e\.g\. np\.nan_to_num\)"
 BAD_Y = r"drop the rows whose target is missing or infinite"
 NUMERIC = r"encodes categorical columns itself.*categorical_features"
@@ -177,3 +177,31 @@ def test_float16_and_integer_inputs_compute_in_float64():
             assert next(model.module_.parameters()).dtype.is_floating_point
             assert str(next(model.module_.parameters()).dtype) == "torch.float64"
             assert model.predict(Xc).dtype == np.float64
+
+
+@pytest.mark.parametrize("Est", [MLPTorchClassifier, MLPTorchRegressor])
+def test_a_scalar_sample_weight_weighs_every_row_alike(Est):
+    # as scikit-learn's estimators accept it (MLPClassifier, LogisticRegression)
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 3), (rng.randn(60) > 0).astype(int)
+    kw = dict(hidden_dims=(8,), max_iter=3, random_state=0)
+    a = Est(**kw).fit(X, y, sample_weight=2.0)
+    b = Est(**kw).fit(X, y, sample_weight=np.full(60, 2.0))
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    np.testing.assert_array_equal(a.loss_curve_, b.loss_curve_)
+    with pytest.raises(ValueError, match="non-negative"):
+        Est(**kw).fit(X, y, sample_weight=-1.0)
+    with pytest.raises(ValueError, match="all zero"):
+        Est(**kw).fit(X, y, sample_weight=0)
+
+
+def test_a_sparse_multilabel_indicator_target_fits_as_the_dense_one():
+    rng = np.random.RandomState(0)
+    X, Y = rng.randn(80, 3), (rng.rand(80, 2) > 0.5).astype(int)
+    kw = dict(hidden_dims=(8,), max_iter=3, random_state=0)
+    dense = MLPTorchClassifier(**kw).fit(X, Y)
+    for matrix in (sp.csr_matrix(Y), sp.csc_array(Y)):
+        est = MLPTorchClassifier(**kw).fit(X, matrix)
+        assert est.predict(X).shape == (80, 2)
+        np.testing.assert_array_equal(est.predict_proba(X), dense.predict_proba(X))
+        est.partial_fit(X, matrix)
