@@ -210,7 +210,10 @@ PARAMETERS = (
     Param("validation_fraction", 0.1, _real(0, 1, low_open=True, high_open=True), "float",
           "Share of the training data held out for early stopping."),
     Param("n_iter_no_change", 10, _int(1), "int",
-          "Epochs without a ``tol`` improvement before stopping."),
+          "Epochs without a ``tol`` improvement before stopping: training stops after "
+          "the ``n_iter_no_change``-th such epoch in a row (scikit-learn's MLP runs "
+          "one more: it stops when its count exceeds "
+          "``n_iter_no_change``)."),
     Param("tol", 1e-4, _real(0), "float",
           "Improvement threshold of the training loss (or validation score)."),
     Param("shuffle", True, _bool(), "bool", "Reshuffle the samples every epoch."),

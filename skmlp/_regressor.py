@@ -33,7 +33,10 @@ class MLPTorchRegressor(RegressorMixin, BaseMLPTorch):
     categories_ : list of ndarray
         Per categorical column, in column order, the categories the model
         knows, sorted (as ``OneHotEncoder.categories_``; empty without
-        categorical columns).
+        categorical columns). A missing value is not listed, unlike
+        ``OneHotEncoder``'s NaN: every column has a code of its own for it
+        whether or not ``fit`` saw one, and each array can be declared in
+        ``categories``, which takes no missing value.
     n_outputs_ : int
         Number of targets.
     module_ : torch.nn.Module
