@@ -594,6 +594,23 @@ def decay_groups(module, weight_decay):
     return groups
 
 
+def materialise(module):
+    """Give every ``meta`` parameter and buffer of ``module`` uninitialised CPU
+    storage of its shape and dtype, in place: ``module.to_empty(device="cpu")``
+    without its ``torch.empty_like`` on meta tensors, which runs torch's
+    Python reference path and imports sympy on a process's first fit (0.3-0.6
+    s on this project's 2-core machines, longer than many whole fits)."""
+    for layer in module.modules():
+        for name, p in list(layer.named_parameters(recurse=False)):
+            if p.is_meta:
+                setattr(layer, name, nn.Parameter(torch.empty(p.shape, dtype=p.dtype),
+                                                  requires_grad=p.requires_grad))
+        for name, b in list(layer.named_buffers(recurse=False)):
+            if b.is_meta:
+                setattr(layer, name, torch.empty(b.shape, dtype=b.dtype))
+    return module
+
+
 def build(spec, generator):
     """The initialised ``MLP`` for ``spec`` (a ``NetworkSpec``), on the CPU
     (a ``Bag`` of ``spec.n_ensemble`` of them when ``spec.bagged``).
@@ -611,7 +628,7 @@ def build(spec, generator):
                  activation=spec.activation, dropout=spec.dropout,
                  batch_norm=spec.batch_norm, dtype=torch.float64, table=table,
                  n_ensemble=spec.n_ensemble)
-    module = module.to_empty(device="cpu")
+    materialise(module)
     init_weights(module, generator, gain=ACTIVATIONS[spec.activation].gain)
     if module.input is not None:
         with torch.no_grad():

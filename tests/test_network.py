@@ -119,6 +119,38 @@ def test_every_parameter_of_every_built_network_has_a_rule():
             assert len(grouped) == len(list(module.parameters()))
 
 
+@pytest.mark.parametrize("bagged", [False, True])
+def test_building_never_calls_empty_like_on_meta_tensors(monkeypatch, bagged):
+    """torch.empty_like on a meta tensor (what Module.to_empty does) runs
+    torch's Python reference path, which imports sympy: 0.3-0.6 s on a
+    process's first fit. Building materialises the network without it, and
+    every parameter and buffer ends up real, in the spec's dtype."""
+    real = torch.empty_like
+
+    def guarded(t, *args, **kwargs):
+        assert not t.is_meta, "torch.empty_like on a meta tensor"
+        return real(t, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "empty_like", guarded)
+    spec = NetworkSpec(n_inputs=3, hidden_dims=(4,), n_outputs=2, head_name="binary",
+                       activation="relu", batch_norm=True, dtype="float32",
+                       cardinalities=(3, 12), n_ensemble=2, bagged=bagged,
+                       numeric_embedding="periodic+piecewise", missing="indicator",
+                       scaling="robust", indicator_columns=(1,), fill=(0.0,) * 3,
+                       shift=(0.0,) * 3, scale=(1.0,) * 3,
+                       bins=((0.0, 1.0, 2.0),) * 3)
+    module = spec.build(_gen())
+    tensors = list(module.parameters()) + list(module.buffers())
+    assert tensors and not any(t.is_meta for t in tensors)
+    assert all(t.dtype == torch.float32 for t in module.parameters())
+    assert all(torch.isfinite(t).all() for t in module.parameters())
+    assert all(p.requires_grad for p in module.parameters())
+    monkeypatch.undo()
+    again = spec.build(_gen())
+    for a, b in zip(module.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_spec_round_trip_and_derived_sizes():
     spec = NetworkSpec(5, (7, 3), 2, "binary", activation="gelu", dropout=0.1, dtype="float32")
     assert NetworkSpec.from_dict(spec.to_dict()) == spec
