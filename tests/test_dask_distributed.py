@@ -318,7 +318,7 @@ def test_mismatched_partitions_and_in_memory_input_are_refused(client):
         DaskMLPClassifier(client=client).fit(np.ones((10, 3)), np.arange(10) % 2)
     with pytest.raises(ValueError, match="lbfgs"):
         DaskMLPClassifier(client=client, optimizer="lbfgs").fit(X, da.ones(100, chunks=50))
-    for value in ("refit", "bagging"):
+    for value in ("refit", "bagging", "finetune"):
         with pytest.raises(ValueError, match=f"'{value}' is not supported"):
             DaskMLPClassifier(client=client, early_stopping=value).fit(X, da.ones(100, chunks=50))
 

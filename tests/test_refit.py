@@ -1,5 +1,7 @@
 """early_stopping="refit": a held-out run chooses the number of epochs and the
-temperature; then all rows train again from the start weights."""
+temperature; then all rows train again from the start weights. And
+early_stopping="finetune": the held-out run's best weights then train a few more
+epochs on all rows."""
 
 import warnings
 
@@ -8,7 +10,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from skmlp import MLPTorchClassifier, MLPTorchRegressor, TabularMLPClassifier
-from skmlp._base import AUTO_EARLY_STOPPING_ROWS, resolve_early_stopping
+from skmlp._base import AUTO_EARLY_STOPPING_ROWS, FINETUNE_EPOCHS, resolve_early_stopping
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -21,8 +23,8 @@ def _clf(n=300, seed=0):
 
 
 def _kw(**extra):
-    return dict(hidden_dims=(16,), max_iter=40, n_iter_no_change=5, lr=0.01, random_state=0,
-                **extra)
+    return {**dict(hidden_dims=(16,), max_iter=40, n_iter_no_change=5, lr=0.01,
+                   random_state=0), **extra}
 
 
 def test_refit_runs_the_best_epoch_count_on_all_rows():
@@ -108,8 +110,8 @@ def test_a_refit_that_raises_leaves_the_fitted_estimator_as_it_was():
 
 def test_auto_resolves_by_training_rows():
     assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS - 1) is False
-    assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS) is True
-    assert resolve_early_stopping("auto", np.int64(AUTO_EARLY_STOPPING_ROWS)) is True
+    assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS) == "finetune"
+    assert resolve_early_stopping("auto", np.int64(AUTO_EARLY_STOPPING_ROWS)) == "finetune"
     assert resolve_early_stopping(np.True_, 5) is True
     assert resolve_early_stopping(np.False_, 5) is False
     assert resolve_early_stopping("refit", 5) == "refit"
@@ -132,5 +134,87 @@ def test_partial_fit_and_lbfgs_hold_nothing_out():
 
 def test_refit_is_validated():
     X, y = _clf(50)
-    with pytest.raises(ValueError, match="'auto', 'refit' or 'bagging'"):
+    with pytest.raises(ValueError, match="'auto', 'refit', 'bagging' or 'finetune'"):
         MLPTorchClassifier(early_stopping="refitt").fit(X, y)
+
+
+@pytest.mark.parametrize("Est", [MLPTorchClassifier, MLPTorchRegressor])
+def test_finetune_trains_the_best_epoch_further_on_all_rows(Est):
+    X, y = _clf()
+    if Est is MLPTorchRegressor:
+        y = X[:, 0] - X[:, 1] + 0.3 * np.random.RandomState(1).randn(len(y))
+    kw = _kw(scoring="loss", max_iter=60, tol=1e-3)
+    best = Est(**kw, early_stopping=True).fit(X, y)
+    tuned = Est(**kw, early_stopping="finetune").fit(X, y)
+    assert best.n_iter_ + FINETUNE_EPOCHS <= 60  # room for all of them
+    # The held-out run is early_stopping=True's, and its record stays.
+    assert tuned.validation_scores_ == best.validation_scores_
+    assert tuned.best_validation_score_ == best.best_validation_score_
+    assert tuned.loss_curve_[:best.n_iter_] == best.loss_curve_
+    # Then FINETUNE_EPOCHS epochs over every row, without validation.
+    assert tuned.n_iter_ == best.n_iter_ + FINETUNE_EPOCHS == len(tuned.history_)
+    assert tuned.t_ == best.t_ + FINETUNE_EPOCHS * X.shape[0]
+    assert [h["val_score"] for h in tuned.history_[best.n_iter_:]] == [None] * FINETUNE_EPOCHS
+    assert not np.allclose(tuned.predict(X), best.predict(X))
+    again = Est(**kw, early_stopping="finetune").fit(X, y)
+    np.testing.assert_array_equal(again.predict(X), tuned.predict(X))
+
+
+def test_finetune_keeps_the_held_out_temperature_and_warns_of_nothing():
+    X, y = _clf()
+    kw = _kw(early_stopping="finetune", scoring="loss", calibration="temperature",
+             label_smoothing=0.2, max_iter=60)
+    best = MLPTorchClassifier(**{**kw, "early_stopping": True}).fit(X, y)
+    assert best.n_iter_ + FINETUNE_EPOCHS <= 60
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        tuned = MLPTorchClassifier(**kw).fit(X, y)
+    assert tuned.temperature_ == best.temperature_ != 1.0
+    plain = MLPTorchClassifier(**{**kw, "calibration": None}).fit(X, y)
+    np.testing.assert_allclose(tuned.decision_function(X) * tuned.temperature_,
+                               plain.decision_function(X), rtol=1e-6, atol=1e-9)
+
+
+def test_finetune_stays_within_max_iter():
+    X, y = _clf()
+    best = MLPTorchClassifier(**_kw(early_stopping=True, max_iter=60)).fit(X, y)
+    assert best.n_iter_ < 60
+    # a held-out run that stops 3 epochs before max_iter leaves room for 3
+    kw = _kw(early_stopping="finetune", max_iter=best.n_iter_ + 3)
+    assert MLPTorchClassifier(**kw).fit(X, y).n_iter_ == best.n_iter_ + 3
+    # one that runs to max_iter leaves none: the fit is early_stopping=True's
+    kw = _kw(max_iter=best.n_iter_ - 2)
+    capped = MLPTorchClassifier(**kw, early_stopping="finetune").fit(X, y)
+    plain = MLPTorchClassifier(**kw, early_stopping=True).fit(X, y)
+    assert capped.n_iter_ == plain.n_iter_ == best.n_iter_ - 2
+    np.testing.assert_array_equal(capped.predict_proba(X), plain.predict_proba(X))
+
+
+def test_a_finetune_that_raises_leaves_the_fitted_estimator_as_it_was():
+    X, y = _clf()
+    est = MLPTorchClassifier(**_kw(early_stopping="finetune", warm_start=True,
+                                   max_iter=60)).fit(X, y)
+    before = est.predict_proba(X)
+    attrs = {k: v for k, v in vars(est).items() if k.endswith("_") and k != "module_"}
+    n_curve = len(est.loss_curve_)
+
+    def fail_on_all_rows(estimator, epoch, logs):
+        if logs["val_score"] is None and len(estimator.loss_curve_) > n_curve:
+            raise RuntimeError("stop")
+
+    est.set_params(callbacks=[fail_on_all_rows])
+    with pytest.raises(RuntimeError, match="stop"):
+        est.fit(X, y)
+    np.testing.assert_array_equal(est.predict_proba(X), before)
+    for key, value in attrs.items():
+        assert getattr(est, key) is value, key
+    assert len(est.loss_curve_) == n_curve
+
+
+def test_tabular_auto_finetunes_from_1000_rows():
+    X, y = _clf(1000)
+    kw = dict(hidden_dims=(8,), n_iter_no_change=3, random_state=0)
+    auto = TabularMLPClassifier(**kw).fit(X, y)
+    best = TabularMLPClassifier(early_stopping=True, **kw).fit(X, y)
+    assert auto.n_iter_ == best.n_iter_ + FINETUNE_EPOCHS
+    assert auto.validation_scores_ == best.validation_scores_
