@@ -45,7 +45,7 @@ from ._training import FitRun, TrainConfig, TrainState, fit_loop, restore, snaps
 # the time, not taken; benchmarks/tabular_ablation.py, docs: benchmarks page) ...
 AUTO_EARLY_STOPPING_ROWS = 1000
 # (on the tuning tables, 10 epochs at the fit's lr: 0.3% less error, 1.4% less log
-# loss than the best epoch alone, for 1.16x the time; 5 and 20 epochs, or 3e-4, less
+# loss than the best epoch alone, for 1.18x the time; 5 and 20 epochs, or 3e-4, less
 # for the time: docs, benchmarks page)
 FINETUNE_EPOCHS = 10
 # ... and from this many rows up to that threshold it bags (an ensemble's members on

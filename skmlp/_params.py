@@ -196,7 +196,7 @@ PARAMETERS = (
           "``best_validation_score_`` is its last value. ``\"finetune\"``: as ``True``, "
           "then the best epoch's weights train 10 more epochs (fewer where ``max_iter`` "
           "ends the fit first) on all rows, the held-out ones included, at ``lr`` with a "
-          "fresh optimizer, for about 1.15 times the time of ``True``; "
+          "fresh optimizer, for about 1.2 times the time of ``True``; "
           "``validation_scores_`` and ``calibration`` stay those of the held-out run. "
           '``"auto"``: ``"finetune"`` from 1000 training rows on, ``"bagging"`` from 60 to '
           "999 rows when ``n_ensemble >= 2``, nothing held out otherwise (as "
