@@ -39,14 +39,13 @@ from ._threads import threads_for, torch_threads
 from ._training import FitRun, TrainConfig, TrainState, fit_loop, restore, snapshot
 
 
-# early_stopping="auto" holds out a validation split, keeps the best epoch and then
-# trains it FINETUNE_EPOCHS more epochs on all rows ("finetune") from this many
-# training rows on ("bagging" there: 0.7% less error, 2.3% less log loss for 1.74x
-# the time, not taken; benchmarks/tabular_ablation.py, docs: benchmarks page) ...
+# early_stopping="auto" holds out a validation split and keeps the best epoch from
+# this many training rows on ("bagging" there: 0.7% less error, 2.3% less log loss
+# for 1.74x the time; "finetune": about nothing on the confirmation tables for 1.13x
+# the time; neither taken; benchmarks/tabular_ablation.py, docs: benchmarks page) ...
 AUTO_EARLY_STOPPING_ROWS = 1000
-# (on the tuning tables, 10 epochs at the fit's lr: 0.3% less error, 1.4% less log
-# loss than the best epoch alone, for 1.18x the time; 5 and 20 epochs, or 3e-4, less
-# for the time: docs, benchmarks page)
+# early_stopping="finetune": epochs on all rows after the best one (10 at the fit's lr
+# gained what 20 did on the tuning tables for half the extra time; docs: benchmarks page)
 FINETUNE_EPOCHS = 10
 # ... and from this many rows up to that threshold it bags (an ensemble's members on
 # their own folds), when there are members to bag (n_ensemble >= 2); below, nothing
@@ -61,7 +60,7 @@ def resolve_early_stopping(value, n_rows, n_ensemble=1):
     ``"bagging"`` or ``"finetune"``."""
     if isinstance(value, str) and value == "auto":
         if n_rows >= AUTO_EARLY_STOPPING_ROWS:
-            return "finetune"
+            return True
         return "bagging" if n_rows >= AUTO_BAGGING_ROWS and n_ensemble >= 2 else False
     return value if isinstance(value, str) else bool(value)
 

@@ -198,7 +198,7 @@ PARAMETERS = (
           "ends the fit first) on all rows, the held-out ones included, at ``lr`` with a "
           "fresh optimizer, for about 1.2 times the time of ``True``; "
           "``validation_scores_`` and ``calibration`` stay those of the held-out run. "
-          '``"auto"``: ``"finetune"`` from 1000 training rows on, ``"bagging"`` from 60 to '
+          '``"auto"``: ``True`` from 1000 training rows on, ``"bagging"`` from 60 to '
           "999 rows when ``n_ensemble >= 2``, nothing held out otherwise (as "
           "``HistGradientBoostingClassifier``'s ``\"auto\"``, which holds out from 10000 "
           "rows; the thresholds are measured, see the benchmarks page). ``partial_fit`` and "

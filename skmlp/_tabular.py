@@ -12,8 +12,7 @@ from ._regressor import MLPTorchRegressor
 
 # The defaults both tabular estimators change; each was kept because it paid in
 # ``benchmarks/tabular_ablation.py`` (docs: benchmarks page, "Tabular defaults";
-# "auto" bagging from 60 to 999 rows: the "Small tables: bagging" section, and from
-# 1000 rows the best epoch then 10 on all rows: "A few epochs on all rows"; dtype="auto":
+# "auto" bagging from 60 to 999 rows: the "Small tables: bagging" section; dtype="auto":
 # "float32 from 1000 rows").
 TABULAR_DEFAULTS = dict(
     missing="indicator",
@@ -43,8 +42,7 @@ class TabularMLPClassifier(MLPTorchClassifier):
     members in one network, label smoothing 0.05, and (from 1000
     training rows on) the epoch of the best validation log loss
     (``scoring="loss"``) on a held-out fifth of the data, whose log loss then
-    also sets the temperature of the probabilities (``calibration``), trained
-    10 more epochs on all rows (``early_stopping="auto"``). From 60
+    also sets the temperature of the probabilities (``calibration``). From 60
     to 999 rows the 4 members are bagged instead (``early_stopping="auto"``):
     separate networks, each stopped on its own quarter of the rows, the
     temperature fitted on every row by the member that held it out. From
@@ -80,8 +78,7 @@ class TabularMLPRegressor(MLPTorchRegressor):
     scaling, missing-value indicators, periodic and piecewise-linear numeric
     embeddings side by side (``"periodic+piecewise"``), an ensemble of 4
     members in one network, standardised targets, and (from 1000
-    training rows on) the best epoch on a held-out fifth of the data, trained
-    10 more epochs on all rows; from 60
+    training rows on) the best epoch on a held-out fifth of the data; from 60
     to 999 rows the 4 members are bagged (separate networks, each stopped on
     its own quarter of the rows). From 1000 rows on it computes in float32
     (``dtype="auto"``), below in float64.

@@ -429,8 +429,7 @@ class _Recipe:
                 f"early_stopping={local.early_stopping!r} is not supported by the Dask "
                 "estimators (it would train again over the cluster); use True, "
                 "False or 'auto' (which holds nothing out below "
-                f"{AUTO_EARLY_STOPPING_ROWS} rows there, and keeps the best epoch from "
-                "there on, without the in-memory fit's epochs on all rows).")
+                f"{AUTO_EARLY_STOPPING_ROWS} rows there).")
         if local.warm_start is True or local.warm_start is np.True_:
             raise ValueError("warm_start is not supported by the Dask estimators: continue a "
                              "fitted model with to_local() and its partial_fit.")
@@ -520,10 +519,8 @@ class _Recipe:
 
         local._start(X_num, head_name, resolve_device("cpu"), n_rows=n_rows,
                      fits_float32=fits_float32)
-        # "auto" bags 60-999 rows in memory; over a cluster it holds nothing out there,
-        # and from 1000 rows keeps the best epoch (no "finetune" epochs on all rows).
-        local._validating = resolve_early_stopping(local.early_stopping, n_rows) in (
-            True, "finetune")
+        # "auto" bags 60-999 rows in memory; over a cluster it holds nothing out there.
+        local._validating = resolve_early_stopping(local.early_stopping, n_rows) is True
 
     @staticmethod
     def train(est, blocks, class_weight, sync, rank, nthreads):

@@ -110,8 +110,8 @@ def test_a_refit_that_raises_leaves_the_fitted_estimator_as_it_was():
 
 def test_auto_resolves_by_training_rows():
     assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS - 1) is False
-    assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS) == "finetune"
-    assert resolve_early_stopping("auto", np.int64(AUTO_EARLY_STOPPING_ROWS)) == "finetune"
+    assert resolve_early_stopping("auto", AUTO_EARLY_STOPPING_ROWS) is True
+    assert resolve_early_stopping("auto", np.int64(AUTO_EARLY_STOPPING_ROWS)) is True
     assert resolve_early_stopping(np.True_, 5) is True
     assert resolve_early_stopping(np.False_, 5) is False
     assert resolve_early_stopping("refit", 5) == "refit"
@@ -209,12 +209,3 @@ def test_a_finetune_that_raises_leaves_the_fitted_estimator_as_it_was():
     for key, value in attrs.items():
         assert getattr(est, key) is value, key
     assert len(est.loss_curve_) == n_curve
-
-
-def test_tabular_auto_finetunes_from_1000_rows():
-    X, y = _clf(1000)
-    kw = dict(hidden_dims=(8,), n_iter_no_change=3, random_state=0)
-    auto = TabularMLPClassifier(**kw).fit(X, y)
-    best = TabularMLPClassifier(early_stopping=True, **kw).fit(X, y)
-    assert auto.n_iter_ == best.n_iter_ + FINETUNE_EPOCHS
-    assert auto.validation_scores_ == best.validation_scores_
