@@ -55,15 +55,19 @@ def test_refit_is_repeatable_and_leaves_no_convergence_warning():
         MLPTorchClassifier(**_kw(early_stopping="refit")).fit(X, y)
 
 
-def test_refit_keeps_the_held_out_temperature():
+@pytest.mark.parametrize("mode", ["refit", "finetune"])
+def test_the_run_on_all_rows_keeps_the_held_out_temperature(mode):
     X, y = _clf()
-    kw = _kw(early_stopping="refit", scoring="loss", calibration="temperature",
-             label_smoothing=0.2)
+    kw = _kw(early_stopping=mode, scoring="loss", calibration="temperature",
+             label_smoothing=0.2, max_iter=60)
     best = MLPTorchClassifier(**{**kw, "early_stopping": True}).fit(X, y)
-    refit = MLPTorchClassifier(**kw).fit(X, y)
-    assert refit.temperature_ == best.temperature_ != 1.0
+    assert best.n_iter_ + FINETUNE_EPOCHS <= 60
+    with warnings.catch_warnings():  # it ran the epochs it was asked for
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = MLPTorchClassifier(**kw).fit(X, y)
+    assert est.temperature_ == best.temperature_ != 1.0
     plain = MLPTorchClassifier(**{**kw, "calibration": None}).fit(X, y)
-    np.testing.assert_allclose(refit.decision_function(X) * refit.temperature_,
+    np.testing.assert_allclose(est.decision_function(X) * est.temperature_,
                                plain.decision_function(X), rtol=1e-6, atol=1e-9)
 
 
@@ -90,22 +94,25 @@ def test_a_callback_that_stops_the_held_out_run_ends_the_fit_there():
     np.testing.assert_array_equal(est.predict_proba(X), best.predict_proba(X))
 
 
-def test_a_refit_that_raises_leaves_the_fitted_estimator_as_it_was():
+@pytest.mark.parametrize("mode", ["refit", "finetune"])
+def test_a_run_on_all_rows_that_raises_leaves_the_fitted_estimator_as_it_was(mode):
     X, y = _clf()
-    est = MLPTorchClassifier(**_kw(early_stopping="refit", warm_start=True)).fit(X, y)
+    est = MLPTorchClassifier(**_kw(early_stopping=mode, warm_start=True, max_iter=60)).fit(X, y)
     before = est.predict_proba(X)
     attrs = {k: v for k, v in vars(est).items() if k.endswith("_") and k != "module_"}
+    n_curve = len(est.loss_curve_)
 
-    def fail_in_the_second_run(estimator, epoch, logs):
-        if logs["val_score"] is None and epoch >= 2:
+    def fail_on_all_rows(estimator, epoch, logs):
+        if logs["val_score"] is None:  # after an epoch of the run on all rows
             raise RuntimeError("stop")
 
-    est.set_params(callbacks=[fail_in_the_second_run])
+    est.set_params(callbacks=[fail_on_all_rows])
     with pytest.raises(RuntimeError, match="stop"):
         est.fit(X, y)
     np.testing.assert_array_equal(est.predict_proba(X), before)
     for key, value in attrs.items():
         assert getattr(est, key) is value, key
+    assert len(est.loss_curve_) == n_curve
 
 
 def test_auto_resolves_by_training_rows():
@@ -160,21 +167,6 @@ def test_finetune_trains_the_best_epoch_further_on_all_rows(Est):
     np.testing.assert_array_equal(again.predict(X), tuned.predict(X))
 
 
-def test_finetune_keeps_the_held_out_temperature_and_warns_of_nothing():
-    X, y = _clf()
-    kw = _kw(early_stopping="finetune", scoring="loss", calibration="temperature",
-             label_smoothing=0.2, max_iter=60)
-    best = MLPTorchClassifier(**{**kw, "early_stopping": True}).fit(X, y)
-    assert best.n_iter_ + FINETUNE_EPOCHS <= 60
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        tuned = MLPTorchClassifier(**kw).fit(X, y)
-    assert tuned.temperature_ == best.temperature_ != 1.0
-    plain = MLPTorchClassifier(**{**kw, "calibration": None}).fit(X, y)
-    np.testing.assert_allclose(tuned.decision_function(X) * tuned.temperature_,
-                               plain.decision_function(X), rtol=1e-6, atol=1e-9)
-
-
 def test_finetune_stays_within_max_iter():
     X, y = _clf()
     best = MLPTorchClassifier(**_kw(early_stopping=True, max_iter=60)).fit(X, y)
@@ -188,24 +180,3 @@ def test_finetune_stays_within_max_iter():
     plain = MLPTorchClassifier(**kw, early_stopping=True).fit(X, y)
     assert capped.n_iter_ == plain.n_iter_ == best.n_iter_ - 2
     np.testing.assert_array_equal(capped.predict_proba(X), plain.predict_proba(X))
-
-
-def test_a_finetune_that_raises_leaves_the_fitted_estimator_as_it_was():
-    X, y = _clf()
-    est = MLPTorchClassifier(**_kw(early_stopping="finetune", warm_start=True,
-                                   max_iter=60)).fit(X, y)
-    before = est.predict_proba(X)
-    attrs = {k: v for k, v in vars(est).items() if k.endswith("_") and k != "module_"}
-    n_curve = len(est.loss_curve_)
-
-    def fail_on_all_rows(estimator, epoch, logs):
-        if logs["val_score"] is None and len(estimator.loss_curve_) > n_curve:
-            raise RuntimeError("stop")
-
-    est.set_params(callbacks=[fail_on_all_rows])
-    with pytest.raises(RuntimeError, match="stop"):
-        est.fit(X, y)
-    np.testing.assert_array_equal(est.predict_proba(X), before)
-    for key, value in attrs.items():
-        assert getattr(est, key) is value, key
-    assert len(est.loss_curve_) == n_curve
