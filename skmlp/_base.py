@@ -464,7 +464,7 @@ class BaseMLPTorch(BaseEstimator):
     def _sample_weight(self, sample_weight, X):
         if sample_weight is None:
             return None
-        if np.ndim(sample_weight) == 0 and isinstance(sample_weight, numbers.Real):
+        if isinstance(sample_weight, numbers.Real):  # a Python or numpy scalar
             # one weight for every row, as scikit-learn's estimators accept
             sample_weight = np.full(X.shape[0], float(sample_weight))
         try:
