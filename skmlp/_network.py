@@ -603,11 +603,11 @@ def materialise(module):
     for layer in module.modules():
         for name, p in list(layer.named_parameters(recurse=False)):
             if p.is_meta:
-                setattr(layer, name, nn.Parameter(torch.empty(p.shape, dtype=p.dtype),
-                                                  requires_grad=p.requires_grad))
+                storage = torch.empty(p.shape, dtype=p.dtype, device="cpu")
+                setattr(layer, name, nn.Parameter(storage, requires_grad=p.requires_grad))
         for name, b in list(layer.named_buffers(recurse=False)):
             if b.is_meta:
-                setattr(layer, name, torch.empty(b.shape, dtype=b.dtype))
+                setattr(layer, name, torch.empty(b.shape, dtype=b.dtype, device="cpu"))
     return module
 
 
