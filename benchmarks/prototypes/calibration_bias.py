@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 import torch
 from sklearn.metrics import log_loss
+from torch.nn import functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -33,67 +34,87 @@ from skmlp._heads import HEADS  # noqa: E402
 warnings.simplefilter("ignore")
 torch.set_num_threads(1)
 
-_orig = C.MLPTorchClassifier._calibrate
-def _cal(self, val_data, total=None, outputs=None):
+_calibrate = C.MLPTorchClassifier._calibrate
+
+
+def calibrate_and_keep(self, val_data, total=None, outputs=None):
+    """skmlp's ``_calibrate``, keeping the held-out rows' combined outputs."""
     if val_data is not None:
         X, Y, W = val_data
         z = self._outputs(self.module_, X, combine=False) if outputs is None else outputs
-        comb = HEADS[self._spec.head_name].combine(z)
-        self.__dict__["_stash"] = (comb.detach().double().numpy(), Y.detach().numpy(),
-                                   None if W is None else W.detach().double().numpy())
-    return _orig(self, val_data, total, outputs)
-C.MLPTorchClassifier._calibrate = _cal
+        combined = HEADS[self._spec.head_name].combine(z)
+        self.__dict__["_held_out"] = (combined.detach().double().numpy(), Y.detach().numpy(),
+                                      None if W is None else W.detach().double().numpy())
+    return _calibrate(self, val_data, total, outputs)
+
 
 def fit_map(z, y, w, binary, bias=True):
-    z = torch.tensor(z); y = torch.tensor(y)
+    """``(1 / T, b)`` minimising the weighted log loss of ``z / T + b``."""
+    z, y = torch.tensor(z), torch.tensor(y)
     w = torch.ones(len(z), dtype=torch.float64) if w is None else torch.tensor(w).reshape(-1)
-    a = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # log inverse temperature
-    K = 1 if binary else z.shape[1]
-    b = torch.zeros(K, dtype=torch.float64, requires_grad=bias)
-    opt = torch.optim.LBFGS([a, b] if bias else [a], max_iter=200, line_search_fn="strong_wolfe")
-    def loss():
+    log_scale = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1 if binary else z.shape[1], dtype=torch.float64, requires_grad=bias)
+    params = [log_scale, b] if bias else [log_scale]
+    opt = torch.optim.LBFGS(params, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
         opt.zero_grad()
-        s = z * a.exp() + b
+        s = z * log_scale.exp() + b
         if binary:
-            l = torch.nn.functional.binary_cross_entropy_with_logits(s.reshape(-1), y.reshape(-1).double(), reduction="none")
+            losses = F.binary_cross_entropy_with_logits(s.reshape(-1), y.reshape(-1).double(),
+                                                        reduction="none")
         else:
-            l = torch.nn.functional.cross_entropy(s, y.reshape(-1).long(), reduction="none")
-        l = (l * w).sum() / w.sum()
-        l.backward(); return l
-    opt.step(loss)
-    return float(a.exp()), b.detach().numpy()
+            losses = F.cross_entropy(s, y.reshape(-1).long(), reduction="none")
+        loss = (losses * w).sum() / w.sum()
+        loss.backward()
+        return loss
 
-def apply(z, a, b, binary):
-    s = z * a + b
+    opt.step(closure)
+    return float(log_scale.exp()), b.detach().numpy()
+
+
+def probabilities(z, scale, b, binary):
+    s = z * scale + b
     if binary:
-        p = 1 / (1 + np.exp(-s.reshape(-1))); return np.column_stack([1 - p, p])
-    s = s - s.max(1, keepdims=True); e = np.exp(s); return e / e.sum(1, keepdims=True)
+        p = 1 / (1 + np.exp(-s.reshape(-1)))
+        return np.column_stack([1 - p, p])
+    e = np.exp(s - s.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
-out = []
-parser = argparse.ArgumentParser()
-parser.add_argument("--seeds", type=int, default=2)
-parser.add_argument("--json", default="calibration_bias.json")
-args = parser.parse_args()
-tabs = [t for t, p in T.PART.items() if p == "tuning" and T.TABLES[t][0] == "clf"]
-for seed in range(args.seeds):
-    for name in tabs:
-        X, y = T.TABLES[name][1]()
-        Xtr, Xte, ytr, yte = T.split(X, y, "clf", seed, 10000, 5000)
-        m = TabularMLPClassifier(random_state=seed).fit(Xtr, ytr)
-        zv, Yv, Wv = m.__dict__["_stash"]
-        binary = len(m.classes_) == 2
-        Tm = m.temperature_
-        zt = m.decision_function(Xte)
-        zt = (zt.reshape(-1, 1) if binary else zt) * Tm
-        base = log_loss(yte, m.predict_proba(Xte), labels=m.classes_)
-        a0, b0 = fit_map(zv, Yv, Wv, binary, bias=False)
-        a1, b1 = fit_map(zv, Yv, Wv, binary, bias=True)
-        l0 = log_loss(yte, apply(zt, a0, 0.0, binary), labels=m.classes_)
-        l1 = log_loss(yte, apply(zt, a1, b1, binary), labels=m.classes_)
-        rec = dict(table=name, seed=seed, T=Tm, T_lbfgs=1 / a0, ll=base, ll_T=l0, ll_Tb=l1,
-                   n_val=len(zv), bias=np.round(b1, 3).tolist())
-        out.append(rec)
-        print(f"{name:12s} s{seed} nval {len(zv):5d} T {Tm:.3f}/{1/a0:.3f} ll {base:.4f} T {l0:.4f} T+b {l1:.4f} ({l1/base:.3f})", flush=True)
-g = lambda v: float(np.exp(np.mean(np.log(v))))
-print("geo T+b / current:", g([r["ll_Tb"] / r["ll"] for r in out]))
-json.dump(out, open(args.json, "w"), indent=1)
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--json", default="calibration_bias.json")
+    args = parser.parse_args()
+    C.MLPTorchClassifier._calibrate = calibrate_and_keep
+    tables = [t for t, p in T.PART.items() if p == "tuning" and T.TABLES[t][0] == "clf"]
+    out = []
+    for seed in range(args.seeds):
+        for name in tables:
+            X, y = T.TABLES[name][1]()
+            Xtr, Xte, ytr, yte = T.split(X, y, "clf", seed, 10000, 5000)
+            m = TabularMLPClassifier(random_state=seed).fit(Xtr, ytr)
+            zv, Yv, Wv = m.__dict__["_held_out"]
+            binary = len(m.classes_) == 2
+            zt = m.decision_function(Xte)
+            zt = (zt.reshape(-1, 1) if binary else zt) * m.temperature_  # before the temperature
+            base = log_loss(yte, m.predict_proba(Xte), labels=m.classes_)
+            s0, _ = fit_map(zv, Yv, Wv, binary, bias=False)
+            s1, b1 = fit_map(zv, Yv, Wv, binary, bias=True)
+            l0 = log_loss(yte, probabilities(zt, s0, 0.0, binary), labels=m.classes_)
+            l1 = log_loss(yte, probabilities(zt, s1, b1, binary), labels=m.classes_)
+            out.append(dict(table=name, seed=seed, T=m.temperature_, T_lbfgs=1 / s0, ll=base,
+                            ll_T=l0, ll_Tb=l1, n_val=len(zv), bias=np.round(b1, 3).tolist()))
+            print(f"{name:12s} s{seed} held out {len(zv):5d} T {m.temperature_:.3f}/{1 / s0:.3f}"
+                  f" log loss {base:.4f}, refitted T {l0:.4f}, T + bias {l1:.4f}"
+                  f" ({l1 / base:.3f})", flush=True)
+    if out:
+        ratio = np.exp(np.mean(np.log([r["ll_Tb"] / r["ll"] for r in out])))
+        print(f"geometric mean, T + bias / T: {ratio:.3f}")
+    with open(args.json, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
