@@ -141,6 +141,24 @@ def test_a_declared_category_no_training_row_holds_acts_as_unknown(Est, kw):
                     getattr(est, method)(row.assign(s="never-seen")))
 
 
+def test_warm_start_with_balanced_class_weight_on_a_subset_of_the_classes():
+    """Found: a warm-start fit whose y lacks one of ``classes_`` raises
+    scikit-learn's bare ValueError "classes should have valid labels that are
+    in y" (from ``compute_class_weight``), which names neither class_weight
+    nor what to do; without class_weight the same fit continues. Either the
+    fit continues, or the error names class_weight (house rule: a clear
+    error that says what to do)."""
+    y = np.arange(N) % 3
+    est = MLPTorchClassifier(**TINY, class_weight="balanced", warm_start=True).fit(X, y)
+    subset = y < 2
+    try:
+        est.fit(X[subset], y[subset])
+    except ValueError as exc:
+        assert "class_weight" in str(exc)
+    else:
+        assert est.n_iter_ == 6
+
+
 # ====================================================== verified behaviour
 # ---- Inputs
 @pytest.mark.parametrize("Est", CLASSIFIERS)
