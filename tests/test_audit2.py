@@ -159,6 +159,30 @@ def test_warm_start_with_balanced_class_weight_on_a_subset_of_the_classes():
         assert est.n_iter_ == 6
 
 
+@pytest.mark.parametrize("early_stopping", [True, "bagging"])
+def test_a_scorer_callable_of_the_documented_signature_works_with_sample_weight(early_stopping):
+    """SPEC, scoring: "any scikit-learn scorer name or callable is accepted";
+    the parameter's docstring gives the signature ``scorer(estimator, X, y)``.
+    Found: with ``sample_weight`` in fit the held-out rows' weights are passed
+    as ``scorer(est, X, y, sample_weight=...)``, so such a callable fails
+    mid-fit with TypeError "<lambda>() got an unexpected keyword argument
+    'sample_weight'" (``_base._validation_scorer``). Passing the weights only
+    to callables that take them, or a ValueError up front naming scoring, would
+    both do."""
+    X2, y2 = np.tile(X, (2, 1)), np.tile(Y_BIN, 2)  # 80 rows: bagging has 4 folds
+
+    def accuracy(est, X_val, y_val):
+        return float(np.mean(est.predict(X_val) == y_val))
+
+    est = TabularMLPClassifier(**TINY, early_stopping=early_stopping, scoring=accuracy)
+    try:
+        est.fit(X2, y2, sample_weight=np.ones(len(y2)))
+    except ValueError as exc:
+        assert "scoring" in str(exc) and "sample_weight" in str(exc)
+    else:
+        assert all(0 <= s <= 1 for s in est.validation_scores_)
+
+
 # ====================================================== verified behaviour
 # ---- Inputs
 @pytest.mark.parametrize("Est", CLASSIFIERS)
