@@ -183,6 +183,22 @@ def test_a_scorer_callable_of_the_documented_signature_works_with_sample_weight(
         assert all(0 <= s <= 1 for s in est.validation_scores_)
 
 
+@pytest.mark.parametrize("method", ["fit", "predict"])
+def test_an_empty_mixed_frame_is_described_as_given(method):
+    """SPEC, Inputs: empty data raise ValueError with a message that says what
+    to do; n_features_in_ counts the columns as given. Found (minor): for a
+    frame with a categorical column the message describes the numeric part
+    only and drops the estimator's name: "Found array with 0 sample(s)
+    (shape=(0, 1)) while a minimum of 1 is required." for a (0, 2) frame
+    (numpy input names its own shape and "... required by MLPTorchClassifier.")."""
+    df = pd.DataFrame({"x": X[:, 0], "s": np.where(Y_BIN, "a", "b")})
+    est = MLPTorchClassifier(**TINY)
+    if method == "predict":
+        est.fit(df, Y_BIN)
+    with pytest.raises(ValueError, match=r"shape=\(0, 2\).*MLPTorchClassifier"):
+        getattr(est, method)(*((df.iloc[:0], Y_BIN[:0]) if method == "fit" else (df.iloc[:0],)))
+
+
 # ====================================================== verified behaviour
 # ---- Inputs
 @pytest.mark.parametrize("Est", CLASSIFIERS)
