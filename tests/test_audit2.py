@@ -377,3 +377,24 @@ def test_raw_frame_models_round_trip_with_joblib_and_clone_unfitted(Est, tmp_pat
     assert not [k for k in vars(fresh) if k.endswith("_")]
     with pytest.raises(NotFittedError):
         fresh.predict(df)
+
+
+@pytest.mark.parametrize("Est", [TabularMLPClassifier, TabularMLPRegressor])
+def test_tabular_defaults_on_read_only_memmaps_with_nan_and_weights(Est, tmp_path):
+    """Read-only memmaps for X (with NaN: the Tabular default fills them),
+    y and sample_weight; the files are left as they were."""
+    Xn = X.copy()
+    Xn[::6, 1] = np.nan
+    y = Y_BIN if Est is TabularMLPClassifier else Y_REG
+    w = np.where(np.arange(N) % 5 == 0, 0.0, 1.5)
+    arrays = {}
+    for name, a in (("X", Xn), ("y", y), ("w", w)):
+        np.save(tmp_path / f"{name}.npy", a)
+        arrays[name] = np.load(tmp_path / f"{name}.npy", mmap_mode="r")
+        assert not arrays[name].flags.writeable
+    ref = Est(**TINY).fit(Xn, y, sample_weight=w).predict(Xn)
+    est = Est(**TINY).fit(arrays["X"], arrays["y"], sample_weight=arrays["w"])
+    assert_allclose(est.predict(arrays["X"]), ref)
+    est.partial_fit(arrays["X"], arrays["y"], sample_weight=arrays["w"])
+    for name, a in (("X", Xn), ("y", y), ("w", w)):
+        assert_array_equal(np.load(tmp_path / f"{name}.npy"), a)
