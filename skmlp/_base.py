@@ -9,6 +9,7 @@ through the head (``self._head``, from ``_heads``); the constructors and the
 parameter docs come from the table in ``_params``.
 """
 
+import inspect
 import math
 import numbers
 import os
@@ -26,9 +27,9 @@ from sklearn.utils import _safe_indexing, check_array
 from sklearn.utils.validation import check_is_fitted
 
 from ._columns import (ColumnLayout, categorical_mask, categories_array, declared_categories,
-                       numeric_statistics)
-from ._data import (as_rows, batch_rows, check_frame, check_table, check_X, compute_dtype,
-                    iter_batches, n_columns, resolve_device, to_tensor)
+                       is_dataframe, numeric_statistics)
+from ._data import (as_rows, batch_rows, check_frame, check_table, check_target_values, check_X,
+                    compute_dtype, iter_batches, n_columns, resolve_device, to_tensor)
 from ._fastpath import inference
 from ._lbfgs import fit_lbfgs
 from ._network import PIECEWISE_BINS, forget_unseen, needs_bins, set_dropout_generator
@@ -65,13 +66,13 @@ def resolve_early_stopping(value, n_rows, n_ensemble=1):
     return value if isinstance(value, str) else bool(value)
 
 
-def _check_weights(weights, name, hint):
+def _check_weights(weights, name, hint, all_zero_ok=False):
     """Per-sample weights must be finite, non-negative and not all zero."""
     if np.any(weights < 0):
         raise ValueError(f"{name} must be non-negative; got negative values: {hint}")
     if not np.all(np.isfinite(weights)):
         raise ValueError(f"{name} must be finite: {hint}")
-    if not np.any(weights > 0):
+    if not all_zero_ok and not np.any(weights > 0):
         raise ValueError(f"{name} must not be all zero: nothing would be learned; {hint}")
 
 
@@ -128,6 +129,15 @@ def _trained_codes(train):
     if codes is None or weights is None:
         return codes
     return codes[weights > 0]
+
+
+def _takes_sample_weight(scorer):
+    """Whether the callable ``scorer`` accepts a ``sample_weight`` keyword."""
+    try:
+        params = inspect.signature(scorer).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins)
+        return False
+    return any(p.name == "sample_weight" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _seed_from(random_state):
@@ -250,13 +260,15 @@ class BaseMLPTorch(BaseEstimator):
                 module, weights_before = self.module_, run.start_weights
                 undo.append(lambda: restore(module, weights_before))
                 run.start_weights = None
-            if mode in ("best", "finetune") and reset:
+            if reset and mode != "refit":  # what its training rows lack is unknown to it
                 forget_unseen(self.module_, _trained_codes(train))
             self._calibrate(val_data if run.reason != "diverged" else None)
             # A callback that stops the held-out run (a time budget) ends the fit there.
             if mode == "refit" and run.reason not in ("diverged", "callback"):
                 data = val_data = val_score = None  # free the split before all rows are copied
                 run = self._refit(run, start, rows, generator, threads.recheck)
+                if reset:
+                    forget_unseen(self.module_, _trained_codes(rows))
             elif mode == "finetune" and run.reason not in ("diverged", "callback"):
                 data = val_data = val_score = None
                 run = self._finetune(run, rows, generator, threads.recheck, undo)
@@ -425,15 +437,23 @@ class BaseMLPTorch(BaseEstimator):
         A fitted model (``reset=False``) reads only its fitted configuration:
         which columns are categorical, and whether NaN is filled."""
         X = check_frame(X)
+        no_y = isinstance(y, str) and y == "no_validation"
+        if not no_y:
+            check_target_values(y)
         if reset:
             allow_nan = self.missing == "indicator"
             mask = categorical_mask(X, self.categorical_features, n_columns(X))
         else:
             allow_nan = self._layout.missing == "indicator"
             mask = self._layout.categorical
+        if is_dataframe(X) and (n_columns(X) == 0 or (mask.any() and len(X) == 0)):
+            # scikit-learn's own words for an array, with the frame's shape (its
+            # checks would see no dtype, or only the numeric part's shape)
+            what = "feature(s)" if n_columns(X) == 0 else "sample(s)"
+            raise ValueError(f"Found array with 0 {what} (shape=({len(X)}, {n_columns(X)})) "
+                             f"while a minimum of 1 is required by {type(self).__name__}.")
         if not mask.any():
             out = check_X(self, X, y=y, reset=reset, allow_nan=allow_nan, **kwargs)
-            no_y = isinstance(y, str) and y == "no_validation"
             X_num, y = (out, None) if no_y else out
             return (X_num, None, mask), y
         X_num, y = check_table(self, X, mask, y=y, reset=reset, allow_nan=allow_nan, **kwargs)
@@ -461,7 +481,10 @@ class BaseMLPTorch(BaseEstimator):
     def _check_data(self, X, y, *, reset):
         raise NotImplementedError
 
-    def _sample_weight(self, sample_weight, X):
+    def _sample_weight(self, sample_weight, X, *, all_zero_ok=False):
+        """``sample_weight`` as a float64 array (None stays None), checked:
+        one finite, non-negative weight per row, not all zero (unless
+        ``all_zero_ok``: a Dask partition, whose fit checks all of them)."""
         if sample_weight is None:
             return None
         if isinstance(sample_weight, numbers.Real):  # a Python or numpy scalar
@@ -478,7 +501,8 @@ class BaseMLPTorch(BaseEstimator):
                 f"sample_weight.shape == {sample_weight.shape}, expected ({X.shape[0]},): "
                 "one weight per sample."
             )
-        _check_weights(sample_weight, "sample_weight", "e.g. np.ones(n_samples).")
+        _check_weights(sample_weight, "sample_weight", "e.g. np.ones(n_samples).",
+                       all_zero_ok=all_zero_ok)
         return sample_weight
 
     def _start(self, X, head_name, device, bagged=False, n_rows=None, fits_float32=None):
@@ -655,7 +679,10 @@ class BaseMLPTorch(BaseEstimator):
         scorer = check_scoring(self, scoring=scoring)
         X_val, y_val = _safe_indexing(X_given, val_rows), y[val_rows]
         W = val_data[2]
-        kwargs = {} if W is None else {"sample_weight": W.cpu().numpy()}
+        # the held-out rows' weights go to a scorer that takes them (scikit-learn's
+        # do); a plain callable scorer(estimator, X, y) scores them unweighted
+        kwargs = {} if W is None or not _takes_sample_weight(scorer) else {
+            "sample_weight": W.cpu().numpy()}
 
         def score(module):
             try:

@@ -15,6 +15,20 @@ from ._heads import HEADS, classification_head
 from ._params import estimator
 
 
+def balanced_class_weight(counts):
+    """``class_weight="balanced"``'s weight per class from the classes' (weighted)
+    row counts: ``total / (n_present * count)``, scikit-learn's
+    ``n_samples / (n_classes * np.bincount(y))`` when every class has rows of
+    weight. A class without any (absent from this fit's rows, or on rows of
+    weight zero only) gets 1: no row of weight carries it, and the others are
+    balanced among themselves."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    out = np.ones_like(counts)
+    out[present] = counts[present].sum() / (present.sum() * counts[present])
+    return out
+
+
 @estimator("classifier")
 class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
     """Multi-layer perceptron classifier trained with PyTorch.
@@ -173,7 +187,10 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
                              f"`self.classes_` is {self.classes_!r}.")
         codes = np.searchsorted(self.classes_, y)
         weights = None
-        if self.class_weight is not None:
+        if isinstance(self.class_weight, str):  # "balanced"
+            weights = balanced_class_weight(np.bincount(codes, weights=sample_weight,
+                                                        minlength=len(self.classes_)))[codes]
+        elif self.class_weight is not None:
             cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
             weights = cw[codes]
         return head_name, head.encode(codes), weights

@@ -6,6 +6,7 @@ batch of rows at a time, in training and in prediction. The loops see every
 kind through one ``_Rows`` interface (``as_rows``).
 """
 
+import sys
 import warnings
 
 import numpy as np
@@ -36,6 +37,50 @@ NAN_HINT = ("for missing values in X's numeric columns set missing=\"indicator\"
 INF_HINT = "replace or clip infinite values in X (e.g. np.nan_to_num)"
 Y_HINT = ("drop the rows whose target is missing or infinite, e.g. keep = np.isfinite(y); "
           "X, y = X[keep], y[keep].")
+
+
+Y_OBJECT_HINT = ("drop the rows whose target is missing or infinite, e.g. keep = pd.notna(y) "
+                 "(np.isfinite(y) for numbers); X, y = X[keep], y[keep].")
+
+
+def _bad_value(values):
+    """"NaN" or "infinity" for the first missing (None, NaN, NA, NaT) or
+    infinite element of the object array ``values``, else None."""
+    pd = sys.modules.get("pandas")  # loaded whenever y came from pandas
+    if pd is not None:
+        if pd.isna(values).any():
+            return "NaN"
+    else:
+        for v in values.ravel():
+            if v is None or type(v).__name__ in ("NAType", "NaTType") or (
+                    isinstance(v, (float, np.floating)) and v != v):
+                return "NaN"
+    if ((values == np.inf) | (values == -np.inf)).any():
+        return "infinity"
+    return None
+
+
+def check_target_values(y):
+    """A ``ValueError`` saying what to do when ``y`` holds a missing value
+    (None, NaN, ``pd.NA``, a polars null) or infinity where scikit-learn's
+    finiteness check does not look: in object, string and categorical targets
+    (numpy object arrays, pandas and polars Series or frames). Numeric
+    targets are left to that check, which says the same."""
+    if sp.issparse(y) or isinstance(y, (str, bytes)) or y is None:
+        return
+    if _library(y) in ("pandas", "polars"):
+        values = y.to_numpy()
+    elif isinstance(y, np.ndarray):
+        values = y
+    elif isinstance(y, (list, tuple)):
+        values = np.asarray(y, dtype=object)
+    else:
+        return  # lists and other array-likes: validated (and converted) later
+    if values.dtype != object or values.size == 0:
+        return
+    bad = _bad_value(values)
+    if bad is not None:
+        raise ValueError(f"Input y contains {bad}.\n{Y_OBJECT_HINT}")
 
 
 def _missing_hint(text, allow_nan):

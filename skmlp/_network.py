@@ -468,24 +468,35 @@ class Bag(nn.Module):
         return torch.stack([m(x_num, x_cat) for m in self.members], dim=1)
 
 
+def seen_codes(cardinalities, x_cat):
+    """Per categorical column (``cardinalities``: its number of codes), a bool
+    tensor over its codes: which of them a row of ``x_cat (n, c)`` holds."""
+    x_cat = torch.as_tensor(x_cat).reshape(-1, len(cardinalities))
+    seen = [torch.zeros(codes, dtype=torch.bool) for codes in cardinalities]
+    for j, column in enumerate(seen):
+        column[x_cat[:, j].unique()] = True
+    return seen
+
+
 @torch.no_grad()
-def forget_unseen(module, x_cat):
+def forget_unseen(module, x_cat, *, seen=None):
     """Make every category that no row of ``x_cat (n, c)`` (the codes the
     network trained on) holds act as "unknown": its embedding row, or its
     one-hot column's weights in the first layer, set to zero. Such a
-    category's weights never had a gradient (its rows were all held out), so
-    they would otherwise stay as initialised, random. ``module``: an ``MLP``
-    or a ``Bag`` member."""
+    category's weights never had a gradient (its rows were all held out, or
+    it was declared in ``categories`` but no row has it), so they would
+    otherwise stay as initialised, random. ``seen``: ``seen_codes``' answer
+    instead of ``x_cat`` (Dask: the union over the workers). ``module``: an
+    ``MLP`` or a ``Bag`` member."""
     table = module.input
-    if table is None or not table.cardinalities or x_cat is None:
+    if table is None or not table.cardinalities or (x_cat is None and seen is None):
         return
     first = module.blocks[0].linear if len(module.blocks) else module.output
-    x_cat = torch.as_tensor(x_cat).reshape(-1, len(table.cardinalities))
+    if seen is None:
+        seen = seen_codes(table.cardinalities, x_cat)
     start = table.width - sum(categorical_width(c) for c in table.cardinalities)
     for j, codes in enumerate(table.cardinalities):
-        seen = torch.zeros(codes, dtype=torch.bool)
-        seen[x_cat[:, j].unique()] = True
-        unseen = torch.nonzero(~seen[:-1]).flatten()  # the last code is "unknown" itself
+        unseen = torch.nonzero(~seen[j][:-1]).flatten()  # the last code is "unknown" itself
         if str(j) in table.embeddings:
             table.embeddings[str(j)].weight[unseen] = 0.0
         elif unseen.numel() and isinstance(first, nn.Linear):

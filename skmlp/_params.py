@@ -211,7 +211,9 @@ PARAMETERS = (
           "loss (log loss for classifiers, without label smoothing), negated so that higher "
           "is better, as scikit-learn's ``neg_log_loss``. Any scikit-learn scorer name (e.g. "
           '``"roc_auc"``, ``"neg_mean_absolute_error"``) or callable ``scorer(estimator, X, '
-          "y)``, evaluated on the held-out rows as given. ``validation_scores_`` holds it."),
+          "y)``, evaluated on the held-out rows as given (with their ``sample_weight`` "
+          "when the callable takes a ``sample_weight`` keyword, as scikit-learn's scorers "
+          "do; unweighted otherwise). ``validation_scores_`` holds it."),
     Param("validation_fraction", 0.1, _real(0, 1, low_open=True, high_open=True), "float",
           "Share of the training data held out for early stopping."),
     Param("n_iter_no_change", 10, _int(1), "int",

@@ -64,9 +64,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("skmlp.dask needs Dask distributed and torch.distributed: "
                       "pip install 'skmlp[dask]'.") from exc
 
-from ._base import AUTO_EARLY_STOPPING_ROWS
-from ._classifier import MLPTorchClassifier
-from ._network import PIECEWISE_BINS, needs_bins, set_dropout_generator
+from ._base import AUTO_EARLY_STOPPING_ROWS, _trained_codes
+from ._classifier import MLPTorchClassifier, balanced_class_weight
+from ._network import (PIECEWISE_BINS, forget_unseen, needs_bins, seen_codes,
+                       set_dropout_generator)
 from ._params import validate_params
 from ._regressor import MLPTorchRegressor
 from ._tabular import TabularMLPClassifier, TabularMLPRegressor
@@ -163,9 +164,10 @@ def _summary(block, mask, classifier):
     y = block.y
     if classifier:
         out["multilabel"] = y.ndim == 2
-        if y.ndim == 1:
-            labels, counts = np.unique(y, return_counts=True)
-            out["labels"] = (labels, counts)
+        if y.ndim == 1:  # every label (as fit's classes_), counted by weight
+            labels, codes = np.unique(y, return_inverse=True)
+            out["labels"] = (labels, np.bincount(codes.reshape(-1), weights=w,
+                                                 minlength=len(labels)))
     else:
         Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         out["y_sum"] = (w[:, None] * Y).sum(axis=0)
@@ -464,7 +466,9 @@ class _Recipe:
         if hasattr(X_num, "tocsr"):
             raise TypeError("skmlp.dask trains on dense partitions; densify sparse chunks "
                             "first (X.map_blocks(lambda b: b.toarray())).")
-        w = template._sample_weight(None if w is None else np.asarray(w), X_num)
+        # a partition may weigh nothing; the driver checks that the whole data does not
+        w = template._sample_weight(None if w is None else np.asarray(w), X_num,
+                                    all_zero_ok=True)
         return _Block(np.asarray(X_num), raw if mask.any() else None, y, w)
 
     @staticmethod
@@ -493,8 +497,8 @@ class _Recipe:
             for s in summaries:
                 counts[np.searchsorted(labels, s["labels"][0])] += s["labels"][1]
             class_weight = None
-            if isinstance(local.class_weight, str):  # "balanced", as sklearn computes it
-                class_weight = dict(zip(labels, counts.sum() / (len(labels) * counts)))
+            if isinstance(local.class_weight, str):  # "balanced", as fit computes it
+                class_weight = dict(zip(labels, balanced_class_weight(counts)))
             elif local.class_weight is not None:
                 class_weight = local.class_weight
             saved, local.class_weight = local.class_weight, None
@@ -592,6 +596,11 @@ class _Recipe:
         finally:
             set_dropout_generator(est.module_, None)
         seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
+        if codes is not None:  # what no worker's training rows hold is unknown, as in fit
+            cards = est.module_.input.cardinalities
+            seen = seen_codes(cards, _trained_codes(train))
+            union = sync._reduce(torch.cat(seen).to(torch.float64)) > 0
+            forget_unseen(est.module_, None, seen=list(union.split(list(cards))))
         run.samples = len(run.losses) * n_total  # t_ counts the rows of every worker
         est._rng_state = generator.get_state()
         # calibration: every worker runs the same search over the reduced loss

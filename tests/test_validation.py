@@ -111,9 +111,12 @@ BAD_INPUTS = {
                              ValueError, r"Complex data not supported.*real and imaginary"),
     "continuous y to the classifier": (lambda: clf().fit(X, Y_REG), ValueError,
                                        r"Unknown label type: continuous.*MLPTorchRegressor"),
-    "mixed label types (None among str)": (
-        lambda: clf().fit(X, np.array(["a", None] * 10, dtype=object)),
+    "mixed label types (int among str)": (
+        lambda: clf().fit(X, np.array(["a", 1] * 10, dtype=object)),
         TypeError, r"y mixes label types: fill or drop missing labels"),
+    "missing label (None among str)": (
+        lambda: clf().fit(X, np.array(["a", None] * 10, dtype=object)),
+        ValueError, r"Input y contains NaN.*" + BAD_Y),
     "string y to the regressor": (lambda: reg().fit(X, np.full(20, "a")),
                                   ValueError, r"needs a numeric target.*MLPTorchClassifier"),
     "single class": (lambda: clf().fit(X, np.zeros(20)),
