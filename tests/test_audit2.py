@@ -1,8 +1,9 @@
 """Acceptance audit 2: SPEC behaviour as a new user would check it.
 
-Each test asserts a sentence of /work/shared/SPEC.md. Tests under "Findings"
-fail on the code as audited (their docstrings say what happens instead);
-the others pin behaviour the audit verified that no earlier test covered.
+Each test asserts a sentence of the contract (SPEC.md) or the user guide.
+Tests under "Findings" failed on the code as audited (their docstrings say
+what happened then; fixed in the commit after the audit); the others pin
+behaviour the audit verified that no earlier test covered.
 """
 
 import io

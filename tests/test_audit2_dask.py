@@ -1,6 +1,6 @@
 """Acceptance audit 2, skmlp.dask part: docs/scaling.rst says the Dask
 estimators learn what ``fit`` learns (``sample_weight`` "as in fit");
-both tests fail on the audited code."""
+both tests failed on the audited code (fixed since)."""
 
 import logging
 
