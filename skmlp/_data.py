@@ -75,7 +75,7 @@ def check_target_values(y):
     elif isinstance(y, (list, tuple)):
         values = np.asarray(y, dtype=object)
     else:
-        return  # lists and other array-likes: validated (and converted) later
+        return  # other array-likes: scikit-learn's validation converts and checks them
     if values.dtype != object or values.size == 0:
         return
     bad = _bad_value(values)
