@@ -362,6 +362,50 @@ def test_an_error_on_one_worker_is_raised_not_the_broken_collective(client):
     assert time.perf_counter() - tic < 5
 
 
+def test_a_partition_whose_rows_all_weigh_zero_does_not_fail_the_fit(client):
+    """docs/scaling.rst: sample_weight weighs the rows "as in fit". Found by an
+    audit (fixed): ValueError "partition 1 of the fit's data failed: sample_weight
+    must not be all zero: nothing would be learned" although three of the
+    four partitions carry weight; ``_Recipe.prepare`` applied fit's whole-data
+    check (``_sample_weight``) to each partition. In memory the same rows fit."""
+    r = np.random.RandomState(0)
+    X, y = r.randn(400, 3), r.randn(400)
+    w = np.ones(400)
+    w[100:200] = 0.0  # exactly the second partition
+    kw = dict(hidden_dims=(4,), max_iter=2, random_state=0)
+    MLPTorchRegressor(**kw).fit(X, y, sample_weight=w)  # fine in memory
+    est = DaskMLPRegressor(**kw, client=client).fit(
+        da.from_array(X, chunks=100), da.from_array(y, chunks=100),
+        sample_weight=da.from_array(w, chunks=100))
+    assert est.n_iter_ == 2
+    assert np.isfinite(est.predict(da.from_array(X, chunks=100)).compute()).all()
+
+
+def test_a_category_only_in_held_out_rows_acts_as_unknown_as_in_memory(client):
+    """docs/user_guide.rst: "A category that none of a network's training rows
+    holds (e.g. one seen only in a held-out fold) is treated as unknown by that
+    network." In memory, ``_fit_steps`` calls ``forget_unseen`` after early
+    stopping. Found by an audit (fixed): the Dask fit did not; the category's
+    first-layer weights stayed as initialised (never trained: weight_decay=0 leaves them bit-equal to
+    the initial ones) and its probabilities differed from the unknown code's
+    (0.362 vs 0.288 here)."""
+    r = np.random.RandomState(0)
+    levels = r.choice(["a", "b"], 200).astype(object)
+    levels[7] = "rare"  # one row; validation_fraction=0.9 holds it out
+    df = pd.DataFrame({"x": r.randn(200), "s": pd.Categorical(levels)})
+    y = pd.Series((df["x"] > 0).astype(int), name="y")
+    kw = dict(hidden_dims=(4,), max_iter=3, random_state=1, weight_decay=0.0,
+              early_stopping=True, validation_fraction=0.9)
+    rare = df.iloc[[7]]
+    unknown = rare.assign(s=pd.Categorical(["never-seen"]))
+    in_memory = MLPTorchClassifier(**kw).fit(df, y)
+    assert_allclose(in_memory.predict_proba(rare), in_memory.predict_proba(unknown))
+    est = DaskMLPClassifier(**kw, client=client).fit(dd.from_pandas(df, npartitions=2),
+                                                      dd.from_pandas(y, npartitions=2))
+    local = est.to_local()
+    assert_allclose(local.predict_proba(rare), local.predict_proba(unknown))
+
+
 def test_a_worker_lost_mid_fit_ends_the_fit_in_bounded_time(client):
     # Last in the module: one of the cluster's worker processes dies mid-fit
     # (its nanny starts a new one). It starts from fresh worker processes: the
