@@ -386,9 +386,9 @@ def test_a_category_only_in_held_out_rows_acts_as_unknown_as_in_memory(client):
     holds (e.g. one seen only in a held-out fold) is treated as unknown by that
     network." In memory, ``_fit_steps`` calls ``forget_unseen`` after early
     stopping. Found by an audit (fixed): the Dask fit did not; the category's
-    first-layer weights stayed as initialised (never trained: weight_decay=0 leaves them bit-equal to
-    the initial ones) and its probabilities differed from the unknown code's
-    (0.362 vs 0.288 here)."""
+    first-layer weights stayed as initialised (never trained: weight_decay=0
+    leaves them bit-equal to the initial ones) and its probabilities differed
+    from the unknown code's (0.362 vs 0.288 here)."""
     r = np.random.RandomState(0)
     levels = r.choice(["a", "b"], 200).astype(object)
     levels[7] = "rare"  # one row; validation_fraction=0.9 holds it out
