@@ -209,7 +209,7 @@ def test_polars_boolean_columns_are_numeric_and_null_is_missing(Est):
     assert_array_equal(est.is_categorical_, [False, False])
     as_float = df.with_columns(pl.col("flag").cast(pl.Float64))
     assert_allclose(est.predict_proba(df), Est(**TINY).fit(as_float, Y_BIN).predict_proba(as_float))
-    with_null = df.with_columns(pl.Series("flag", [None] + list(X[1:, 1] > 0), dtype=pl.Boolean))
+    with_null = df.with_columns(pl.Series("flag", [None] + (X[1:, 1] > 0).tolist(), dtype=pl.Boolean))
     with pytest.raises(ValueError, match='missing="indicator"'):
         MLPTorchClassifier(**TINY).fit(with_null, Y_BIN)
     filled = MLPTorchClassifier(**TINY, missing="indicator").fit(with_null, Y_BIN)
