@@ -129,7 +129,7 @@ class MLPTorchClassifier(ClassifierMixin, BaseMLPTorch):
                              "it into classes first (e.g. np.digitize).") from exc
         if type_of_target(y) == "multiclass-multioutput":
             raise ValueError(
-                f"y has {y.shape[1]} columns with more than two classes each (a "
+                f"y has {y.shape[1]} columns of class labels that are not all 0/1 (a "
                 f"multiclass-multioutput target), which {type(self).__name__} does not "
                 "support: it takes binary, multiclass and multilabel-indicator (0/1 columns) "
                 "targets. Fit one classifier per column, e.g. with "

@@ -286,11 +286,16 @@ def test_optimizer_state_of_another_rule_is_refused():
 
 
 # ---------------------------------------------------- 10. label-type messages
-def test_multiclass_multioutput_message_is_short_and_says_what_to_do():
-    y = RNG.randint(0, 3, (len(X), 2))
+@pytest.mark.parametrize("y", [RNG.randint(0, 3, (len(X), 2)),
+                               np.where(RNG.rand(len(X), 2) > 0.5, "yes", "no")],
+                         ids=["three-classes", "two-strings"])
+def test_multiclass_multioutput_message_is_short_and_says_what_to_do(y):
+    # two string labels per column are multiclass-multioutput too (not 0/1):
+    # the message must not claim more than two classes
     with pytest.raises(ValueError, match="MultiOutputClassifier") as info:
         MLPTorchClassifier((4,), max_iter=2).fit(X, y)
     assert len(str(info.value)) < 400 and "[[" not in str(info.value)
+    assert "not all 0/1" in str(info.value)
 
 
 # ------------------------------------------- 12. messages that fit the case
