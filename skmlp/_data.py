@@ -35,12 +35,8 @@ DATE_HINT = ("skmlp does not encode dates and durations itself: turn each into n
 NAN_HINT = ("for missing values in X's numeric columns set missing=\"indicator\" (median fill "
             "plus one 0/1 input per column) or impute them.")
 INF_HINT = "replace or clip infinite values in X (e.g. np.nan_to_num)"
-Y_HINT = ("drop the rows whose target is missing or infinite, e.g. keep = np.isfinite(y); "
-          "X, y = X[keep], y[keep].")
-
-
-Y_OBJECT_HINT = ("drop the rows whose target is missing or infinite, e.g. keep = pd.notna(y) "
-                 "(np.isfinite(y) for numbers); X, y = X[keep], y[keep].")
+Y_HINT = ("drop the rows whose target is missing or infinite, e.g. keep = np.isfinite(y) "
+          "(for labels: keep = pd.notna(y)); X, y = X[keep], y[keep].")
 
 
 def _bad_value(values):
@@ -80,7 +76,7 @@ def check_target_values(y):
         return
     bad = _bad_value(values)
     if bad is not None:
-        raise ValueError(f"Input y contains {bad}.\n{Y_OBJECT_HINT}")
+        raise ValueError(f"Input y contains {bad}.\n{Y_HINT}")
 
 
 def _missing_hint(text, allow_nan):
